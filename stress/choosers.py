@@ -1,0 +1,147 @@
+"""Choosers: who runs next at each preemption point.
+
+A chooser sees the options of the scheduler (``(cpu, irq)`` pairs; option 0
+is "keep running the current CPU" when it can) and returns an index.  The
+scheduler records the index: that list of decisions is the schedule, and
+:class:`Replay` runs it again.  All randomness comes from a
+``random.Random`` seeded from the run's seed and schedule number.
+
+* :class:`Replay` - a list of decisions; past its end, 0.  A decision larger
+  than the options wraps around (``d % len(options)``), so any list of
+  non-negative integers is a valid schedule: Hypothesis draws them freely and
+  shrinks them toward 0, which removes preemptions.
+* :class:`RandomWalk` - every option equally likely at every point.
+* :class:`PCT` - probabilistic concurrency testing (Burckhardt et al., 2010):
+  random distinct priorities, the highest-priority runnable option runs,
+  and at ``depth - 1`` random points the running CPU drops to the lowest
+  priority.  A bug of depth d is found with probability at least
+  1/(n·k^(d-1)) per run.
+* :class:`BoundedExhaustive` - every schedule with at most ``bound``
+  preemptions (iterative preemption bounding, as CHESS), for small
+  scenarios; it says when the space is exhausted.
+"""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["Replay", "RandomWalk", "PCT", "BoundedExhaustive", "make_rng"]
+
+
+def make_rng(seed, index):
+    """The run's random source: the same (seed, schedule) always gives the same draws."""
+    return random.Random(f"iommu-stress:{seed}:{index}")
+
+
+class Replay:
+    name = "replay"
+
+    def __init__(self, decisions):
+        self.decisions = list(decisions)
+        self.pos = 0
+
+    def choose(self, sched, cur, opts):
+        i = self.pos
+        self.pos += 1
+        if i < len(self.decisions):
+            return self.decisions[i] % len(opts)
+        return 0
+
+
+class RandomWalk:
+    name = "random"
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def choose(self, sched, cur, opts):
+        return self.rng.randrange(len(opts))
+
+
+class PCT:
+    """PCT over CPUs and interrupt lines (an IRQ line is one more "thread")."""
+
+    name = "pct"
+
+    def __init__(self, rng, depth=3, k=64):
+        self.rng = rng
+        self.depth = depth
+        self.prio = {}  # cpu id or ("irq", n) -> priority
+        self.k = max(k, 1)
+        self.change = sorted(rng.sample(range(1, self.k + 1), min(depth - 1, self.k)))
+        self.low = 0  # next low priority handed out at a change point
+
+    def _p(self, key):
+        p = self.prio.get(key)
+        if p is None:
+            # Distinct random priorities above every change-point priority.
+            p = self.prio[key] = self.depth + self.rng.random()
+        return p
+
+    def choose(self, sched, cur, opts):
+        if self.change and sched.points >= self.change[0] and cur is not None:
+            self.change.pop(0)
+            self.low -= 1
+            self.prio[cur.id] = self.low
+        best, best_p = 0, None
+        for i, (cpu, irq) in enumerate(opts):
+            p = self._p(cpu.id if irq is None else ("irq", irq))
+            if best_p is None or p > best_p:
+                best, best_p = i, p
+        return best
+
+
+class BoundedExhaustive:
+    """Stateless depth-first enumeration under a preemption bound.
+
+    A work item is a prefix of decisions; running it chooses 0 beyond the
+    prefix and records, at every decision, how many options there were and
+    whether keeping the current CPU was one of them.  Every alternative
+    after the prefix becomes a new work item, in this bound if it costs no
+    more preemptions than allowed, else in the next bound's queue.  Each
+    schedule is therefore run exactly once.
+    """
+
+    name = "exhaustive"
+
+    def __init__(self, max_bound=2):
+        self.max_bound = max_bound
+        self.bound = 0
+        self.queue = [[]]  # work items of the current bound
+        self.next_queue = []
+        self.exhausted = False
+        self._prefix = None
+        self._trace = None
+
+    def next_run(self):
+        """Prepare the next work item; False when the space is exhausted."""
+        while not self.queue:
+            if not self.next_queue or self.bound >= self.max_bound:
+                self.exhausted = True
+                return False
+            self.bound += 1
+            self.queue, self.next_queue = self.next_queue, []
+        self._prefix = self.queue.pop()
+        self._trace = []
+        return True
+
+    def choose(self, sched, cur, opts):
+        i = len(self._trace)
+        d = self._prefix[i] if i < len(self._prefix) else 0
+        preemptable = cur is not None and opts[0][0] is cur and opts[0][1] is None
+        self._trace.append((len(opts), preemptable))
+        return d
+
+    def finish_run(self):
+        """Queue the alternatives of the run just finished."""
+        prefix, trace = self._prefix, self._trace
+        used = 0
+        for i, (n, preemptable) in enumerate(trace):
+            d = prefix[i] if i < len(prefix) else 0
+            if i >= len(prefix):
+                for alt in range(n - 1, 0, -1):
+                    cost = used + (1 if preemptable else 0)
+                    item = list(prefix) + [0] * (i - len(prefix)) + [alt]
+                    (self.queue if cost <= self.bound else self.next_queue).append(item)
+            if preemptable and d != 0:
+                used += 1

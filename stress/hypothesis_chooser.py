@@ -1,0 +1,84 @@
+"""The Hypothesis strategy: schedules drawn as lists of decisions, shrunk by Hypothesis.
+
+The whole list is drawn up front (a draw per decision is ten times slower
+and shrinks worse): decision ``d`` picks option ``d % len(options)`` and the
+list's end means "keep running the current CPU", so Hypothesis' preference
+for short lists of small integers is a preference for schedules with few
+preemptions.  A failure raises one exception class per violation kind, so
+shrinking never trades one kind for another.  The example database is off:
+a run depends on the seed and options only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from .choosers import Replay
+
+__all__ = ["explore_hypothesis", "decision_lists"]
+
+
+def decision_lists(max_size=400):
+    """Schedules: lists of decisions, shrinking toward fewer and smaller ones."""
+    return st.lists(st.integers(min_value=0, max_value=255), max_size=max_size)
+
+
+class _Found(Exception):
+    pass
+
+
+_KIND_EXC = {}
+
+
+def _exc_for(kind):
+    exc = _KIND_EXC.get(kind)
+    if exc is None:
+        exc = _KIND_EXC[kind] = type(f"Found_{kind.replace('-', '_')}", (_Found,), {})
+    return exc
+
+
+def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts):
+    from .engine import Result, run_schedule
+
+    result = Result()
+    found, kinds = [], set()
+    last = {}
+
+    @settings(
+        max_examples=schedules or 1_000_000,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        phases=(Phase.generate, Phase.shrink),
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )
+    @hypothesis_seed(seed)
+    @given(decision_lists())
+    def search(decisions):
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        out = run_schedule(scenario, Replay(decisions), **opts)
+        result.schedules += 1
+        result.points += out.points
+        if out.violation is not None and out.kind not in kinds:
+            last[out.kind] = out  # the last failing call is the shrunk one
+            raise _exc_for(out.kind)(out.kind)
+
+    while True:
+        try:
+            search()
+        except _Found as e:
+            kind = e.args[0]
+            kinds.add(kind)
+            found.append((result.schedules - 1, last[kind]))
+            if keep_going and (deadline is None or time.monotonic() < deadline):
+                continue
+        break
+    return result, found

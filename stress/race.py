@@ -1,0 +1,134 @@
+"""Data-race detection on ``Shared`` cells: happens-before with vector clocks.
+
+Each CPU has two logical threads, its process context and its hard-IRQ
+context.  Lock release publishes the releasing thread's clock in the lock;
+acquisition joins it (Djit+).  Disabling interrupts on a CPU orders its
+process context against its own IRQ handler: ``local_irq_disable``/enable
+act as acquire/release of a per-CPU pseudo lock that the handler holds
+while it runs.  Two accesses to one cell, at least one a write, neither
+ordered before the other, are a ``data-race``.
+"""
+
+from __future__ import annotations
+
+from model.kernel.core import model_stack
+
+__all__ = ["RaceDetector"]
+
+
+class _Clock:
+    __slots__ = ("vc",)
+
+    def __init__(self, vc=None):
+        self.vc = vc or {}
+
+
+class _CellState:
+    __slots__ = ("write", "reads")
+
+    def __init__(self):
+        self.write = None  # (tid, epoch, label, stack)
+        self.reads = {}  # tid -> (epoch, label, stack)
+
+
+def _join(into, other):
+    for t, c in other.items():
+        if into.get(t, 0) < c:
+            into[t] = c
+
+
+class RaceDetector:
+    name = "race"
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.vc = {}  # tid -> {tid: clock}
+        self.irqlock = {}  # cpu id -> published clock
+
+    def _tid(self, cpu):
+        return (cpu.id, 1 if cpu.hardirq else 0)
+
+    def _clock(self, tid):
+        vc = self.vc.get(tid)
+        if vc is None:
+            vc = self.vc[tid] = {tid: 1}
+        return vc
+
+    def _acquire(self, tid, published):
+        if published:
+            _join(self._clock(tid), published)
+
+    def _release(self, tid):
+        vc = self._clock(tid)
+        snap = dict(vc)
+        vc[tid] += 1
+        return snap
+
+    # -- hooks ----------------------------------------------------------------
+
+    def lock_acquired(self, cpu, lock):
+        self._acquire(self._tid(cpu), lock.race)
+
+    def lock_release(self, cpu, lock):
+        if lock.owner is cpu:
+            lock.race = self._release(self._tid(cpu))
+
+    def irqs(self, cpu, enabled):
+        if cpu.hardirq:
+            return
+        tid = (cpu.id, 0)
+        if enabled:
+            self.irqlock[cpu.id] = self._release(tid)
+        else:
+            self._acquire(tid, self.irqlock.get(cpu.id))
+
+    def hardirq_enter(self, cpu, irq):
+        self._acquire((cpu.id, 1), self.irqlock.get(cpu.id))
+
+    def hardirq_exit(self, cpu, irq):
+        self.irqlock[cpu.id] = self._release((cpu.id, 1))
+
+    def access(self, cpu, cell, is_write):
+        tid = self._tid(cpu)
+        vc = self._clock(tid)
+        st = cell.race
+        if st is None:
+            st = cell.race = _CellState()
+        label = f"{cpu!r}{' hardirq' if tid[1] else ''}"
+        w = st.write
+        if w is not None and w[0] != tid and w[1] > vc.get(w[0], 0):
+            self._race(cpu, cell, w, ("write" if is_write else "read", label, model_stack(2)))
+        if is_write:
+            for t, r in st.reads.items():
+                if t != tid and r[0] > vc.get(t, 0):
+                    self._race(cpu, cell, ("read",) + r[1:], ("write", label, model_stack(2)), prev_is_read=True)
+            st.write = (tid, vc[tid], label, model_stack(2))
+            st.reads = {}
+        else:
+            st.reads[tid] = (vc[tid], label, model_stack(2))
+
+    def _race(self, cpu, cell, prev, now, prev_is_read=False):
+        if prev_is_read:
+            p_kind, p_label, p_stack = prev
+        else:
+            p_kind, p_label, p_stack = "write", prev[2], prev[3]
+        n_kind, n_label, n_stack = now
+        lines = [
+            "==================================================================",
+            f"BUG: data-race in {cell.name}",
+            "",
+            f"{n_kind} to {cell.name} by {n_label}:",
+            *(f"  {fn}" for fn in n_stack),
+            "",
+            f"previous {p_kind} to {cell.name} by {p_label}:",
+            *(f"  {fn}" for fn in p_stack),
+            "",
+            "no lock orders the two accesses",
+        ]
+        self.kernel.report(
+            "data-race",
+            f"{n_kind} by {n_label} races with {p_kind} by {p_label} on {cell.name}",
+            splat="\n".join(lines),
+            stacks={f"{n_kind} {n_label}": n_stack, f"{p_kind} {p_label}": p_stack},
+            cpu=cpu,
+        )
