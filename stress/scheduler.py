@@ -27,7 +27,12 @@ import traceback
 import outcome
 import trio
 
-from model.kernel.core import ModelBug, model_stack, set_current
+from model.kernel.core import NULL_SCHED, Cpu, ModelBug, model_stack, set_current
+from model.kernel.core import _current as _current_var
+
+
+def _reset_current(token):
+    _current_var.reset(token)
 
 __all__ = ["Scheduler", "Stop", "task_stack"]
 
@@ -87,8 +92,14 @@ class Scheduler:
     # -- running one schedule -------------------------------------------------
 
     async def run(self, bodies):
-        """Run CPU ``bodies`` (and the kernel's agents) to the end."""
+        """Run CPU ``bodies`` (and the kernel's agents) to the end.
+
+        ``kernel.setup`` runs first and ``kernel.teardown`` last, each on a
+        boot CPU alone (no decisions: nothing else can run then).
+        """
         k = self.kernel
+        if not await self._alone(k.setup, "boot"):
+            return
         for body in bodies:
             cpu = k.add_cpu()
             cpu.ctl = _Ctl(body, False)
@@ -106,12 +117,33 @@ class Scheduler:
                 self._first()
             except Stop:
                 pass
-        if self.violation is None:
+        if self.violation is None and await self._alone(k.teardown, "teardown"):
             try:
                 for fn in k.hooks.run_end:
                     fn(k)
             except Stop:
                 pass
+
+    async def _alone(self, fns, name):
+        """Run ``fns`` in order on a CPU of their own; False if that reported a violation."""
+        if not fns:
+            return True
+        cpu = Cpu(self.kernel, -1, "cpu", name)
+        cpu.sched = NULL_SCHED
+        token = set_current(cpu)
+        try:
+            for fn in fns:
+                await fn()
+            for f in self.kernel.hooks.op_end:
+                f(cpu, name)
+        except Stop:
+            return False
+        except Exception as exc:
+            self._crash(cpu, exc)
+            return False
+        finally:
+            _reset_current(token)
+        return True
 
     def _first(self):
         opts = self._options(None)

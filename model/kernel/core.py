@@ -202,6 +202,8 @@ class Kernel:
         self.devices = []  # hardware or PM agents that want end-of-run checks
         self.agents = []  # (name, kind, body, daemon): DMA masters, PM worker
         self.report = _no_report
+        self.setup = []  # async callables run before the CPUs start (boot)
+        self.teardown = []  # async callables run after every CPU is done
 
     def add_cpu(self, kind="cpu", name=None):
         cpu = Cpu(self, len(self.cpus), kind, name)
@@ -216,6 +218,19 @@ class Kernel:
         object with ``ready()``) and is stopped when every other actor is done.
         """
         self.agents.append((name, kind, body, daemon))
+
+    def add_setup(self, fn):
+        """Run ``await fn()`` at boot, on the boot CPU, before any CPU starts.
+
+        Boot runs without preemption (nothing else exists yet): probe, the
+        first domains, anything a scenario needs in place.  Hooks fire as
+        usual, so allocations made here are tracked.
+        """
+        self.setup.append(fn)
+
+    def add_teardown(self, fn):
+        """Run ``await fn()`` after every CPU finished, before the end-of-run checks."""
+        self.teardown.append(fn)
 
     def attach(self, observer):
         """Attach an observer: each of its methods named after a hook is called."""
