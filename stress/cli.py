@@ -1,0 +1,330 @@
+"""``iommu-stress``: hunt, replay, drivers, bench.
+
+Exit status: ``hunt`` 1 found / 0 none; ``replay`` 1 reproduces / 0 not;
+2 for bad usage anywhere (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import __version__
+from .targets import UsageError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line and exits 2."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _seed(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {text!r}")
+    return v
+
+
+def _seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
+
+
+def build_parser():
+    p = _Parser(prog="iommu-stress", description="Find concurrency bugs in Linux IOMMU drivers.")
+    p.add_argument("--version", action="version", version=f"iommu-stress {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    h = sub.add_parser("hunt", help="search schedules for a violation and write a shrunk report")
+    what = h.add_mutually_exclusive_group()
+    what.add_argument("--driver", help="driver variant to hunt in (default: vsi-v3); see `iommu-stress drivers`")
+    what.add_argument("--scenario", help="a scenario function, pkg.module:function")
+    h.add_argument("--strategy", default="pct", choices=["pct", "random", "exhaustive", "hypothesis"])
+    h.add_argument("--seed", type=_seed, default=0)
+    budget = h.add_mutually_exclusive_group()
+    budget.add_argument("--schedules", type=_positive_int, default=None, help="number of schedules (default 2000)")
+    budget.add_argument("--budget-s", type=_seconds, default=None, help="wall-time budget in seconds")
+    h.add_argument("--out", default="reports", help="directory for reports (default ./reports)")
+    h.add_argument("--json", action="store_true", help="print one JSON object")
+    h.add_argument("--all-kinds", action="store_true", help="keep hunting; report each distinct kind once")
+    h.add_argument("--checkers", help="comma-separated checkers/oracles (default: all)")
+    h.add_argument("--pct-depth", type=_positive_int, default=3)
+    h.add_argument("--bound", type=int, default=2, help="preemption bound for --strategy exhaustive")
+    h.add_argument("--max-steps", type=_positive_int, default=20_000)
+    h.add_argument("--no-shrink", action="store_true", help="write the schedule as found")
+    h.add_argument("--cpus", type=_positive_int, default=None, help="CPUs for a driver workload")
+    h.add_argument("--ops", type=_positive_int, default=None, help="operations per CPU for a driver workload")
+
+    r = sub.add_parser("replay", help="re-run a report's schedule")
+    r.add_argument("report")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--out", default=None, help="write the replayed report into this directory")
+
+    d = sub.add_parser("drivers", help="list driver variants")
+    d.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("bench", help="throughput figures")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--quick", action="store_true", help="smaller counts (for a smoke test)")
+    return p
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        return {"hunt": cmd_hunt, "replay": cmd_replay, "drivers": cmd_drivers, "bench": cmd_bench}[args.command](args)
+    except UsageError as e:
+        print(f"iommu-stress: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("iommu-stress: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- hunt -------------------------------------------------------------------------
+
+
+def _target(args):
+    if args.scenario:
+        from .targets import resolve_scenario
+
+        return resolve_scenario(args.scenario), {"scenario": args.scenario}
+    from .workload import driver_scenario, workload_config
+
+    name = args.driver or "vsi-v3"
+    config = workload_config(cpus=args.cpus, ops=args.ops)
+    return driver_scenario(name, config), {"driver": name, "workload": config}
+
+
+def cmd_hunt(args):
+    from .checkers import CHECKERS
+    from .engine import ScenarioError, explore
+    from .report import write_report
+
+    scenario, target = _target(args)
+    checkers = None
+    if args.checkers:
+        checkers = [c.strip() for c in args.checkers.split(",") if c.strip()]
+        unknown = [c for c in checkers if c not in CHECKERS]
+        if unknown:
+            raise UsageError(f"unknown checker {unknown[0]!r} (known: {', '.join(sorted(CHECKERS))})")
+    schedules = args.schedules if args.schedules is not None else (None if args.budget_s else 2000)
+    progress = None if args.json else _Progress()
+    try:
+        result = explore(
+            scenario,
+            strategy=args.strategy,
+            schedules=schedules,
+            seed=args.seed,
+            budget_s=args.budget_s,
+            checkers=checkers,
+            keep_going=args.all_kinds,
+            max_steps=args.max_steps,
+            pct_depth=args.pct_depth,
+            bound=args.bound,
+            shrink=not args.no_shrink,
+            target=target,
+            progress=progress,
+        )
+    except ScenarioError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        if progress is not None:
+            progress.close()
+    paths = [write_report(v.report, args.out) for v in result.violations]
+    for v, path in zip(result.violations, paths):
+        v.path = path
+    if args.json:
+        first = result.violations[0] if result.violations else None
+        out = {
+            "found": result.found,
+            "violation": {"kind": first.kind, "message": first.message} if first else None,
+            "report": first.path if first else None,
+            "schedules": result.schedules,
+            "points": result.points,
+            "elapsed_s": round(result.elapsed_s, 3),
+            "exhausted": result.exhausted,
+        }
+        if args.all_kinds:
+            out["violations"] = [{"kind": v.kind, "message": v.message, "report": v.path} for v in result.violations]
+        print(json.dumps(out, sort_keys=True))
+    else:
+        _print_hunt(result, target)
+    return 1 if result.found else 0
+
+
+class _Progress:
+    """A status line on stderr, at most once a second (display only)."""
+
+    def __init__(self):
+        self.t0 = self.last = time.monotonic()
+        self.shown = False
+
+    def __call__(self, result):
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            return
+        self.last = now
+        rate = result.schedules / max(now - self.t0, 1e-9)
+        sys.stderr.write(f"\r  {result.schedules} schedules, {result.points} points, {rate:.0f} schedules/s ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def _print_hunt(result, target):
+    from rich.console import Console
+
+    con = Console(highlight=False)
+    what = target.get("driver") or target.get("scenario")
+    if not result.found:
+        extra = " (space exhausted)" if result.exhausted else ""
+        con.print(f"no violation in {what}: {result.schedules} schedules, {result.points} points{extra}")
+        return
+    for v in result.violations:
+        rep = v.report
+        con.print(f"[bold red]{v.kind}[/]: {v.message}")
+        con.print(
+            f"  found at schedule {rep['schedule']} ({rep['strategy']}, seed {rep['seed']}); "
+            f"shrunk {rep['found_decisions']} -> {len(rep['decisions'])} decisions, {rep['preemptions']} preemptions"
+        )
+        con.print(f"  report: {v.path} (and .txt)")
+    con.print(f"{result.schedules} schedules, {result.points} points, {result.elapsed_s:.1f} s")
+
+
+# -- replay -----------------------------------------------------------------------
+
+
+def cmd_replay(args):
+    from .engine import ScenarioError, replay_decisions
+    from .report import ReportError, build_report, load_report, write_report
+    from .targets import scenario_for_target
+
+    try:
+        rep = load_report(args.report)
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    scenario = scenario_for_target(rep["target"])
+    opts = rep["options"]
+    try:
+        out = replay_decisions(
+            scenario,
+            rep["decisions"],
+            checkers=opts.get("checkers"),
+            max_steps=opts.get("max_steps", 20_000),
+            trace=True,
+        )
+    except (ScenarioError, ValueError) as e:
+        raise UsageError(f"{args.report}: {e}") from None
+    expected = rep["violation"]["kind"]
+    reproduced = out.kind == expected
+    meta = {k: rep[k] for k in ("target", "strategy", "seed", "options")}
+    again = build_report(meta, rep.get("schedule", 0), out, rep.get("found_decisions")) if out.violation else None
+    if args.out and again is not None:
+        write_report(again, args.out)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "reproduced": reproduced,
+                    "expected": expected,
+                    "kind": out.kind,
+                    "message": out.violation["message"] if out.violation else None,
+                    "points": out.points,
+                },
+                sort_keys=True,
+            )
+        )
+    else:
+        _print_replay(rep, out, reproduced)
+    return 1 if reproduced else 0
+
+
+def _print_replay(rep, out, reproduced):
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(highlight=False)
+    actors = []
+    for _, actor, _, _ in out.timeline or []:
+        if actor != "-" and actor not in actors:
+            actors.append(actor)
+    table = Table(title="schedule", show_lines=False)
+    table.add_column("step", justify="right")
+    for a in actors:
+        table.add_column(a)
+    for step, actor, what, detail in out.timeline or []:
+        row = [""] * len(actors)
+        if actor in actors:
+            row[actors.index(actor)] = f"{what} {detail}".strip()
+        table.add_row(str(step), *row)
+    con.print(table)
+    if out.violation:
+        con.print(out.violation["splat"], markup=False)
+    verdict = "[bold red]reproduced[/]" if reproduced else "[green]not reproduced[/]"
+    con.print(f"{verdict}: expected {rep['violation']['kind']}, got {out.kind or 'no violation'}")
+
+
+# -- drivers ----------------------------------------------------------------------
+
+
+def cmd_drivers(args):
+    from model.drivers import DRIVERS
+
+    rows = [(name, getattr(cls, "summary", "").strip().splitlines()[0] if getattr(cls, "summary", "") else "") for name, cls in DRIVERS.items()]
+    if args.json:
+        print(json.dumps([{"name": n, "summary": s} for n, s in rows]))
+    else:
+        width = max(len(n) for n, _ in rows)
+        for n, s in rows:
+            print(f"{n.ljust(width)}  {s}")
+    return 0
+
+
+# -- bench ------------------------------------------------------------------------
+
+
+def cmd_bench(args):
+    from .bench import run_bench
+
+    figures = run_bench(quick=args.quick)
+    if args.json:
+        print(json.dumps(figures, sort_keys=True))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="iommu-stress bench")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for k, v in figures.items():
+            table.add_row(k, f"{v:,.1f}" if isinstance(v, float) else str(v))
+        Console().print(table)
+    return 0
