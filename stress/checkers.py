@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .lockdep import Lockdep
+from .oracles import ORACLES
 from .race import RaceDetector
 
 __all__ = ["CHECKERS", "default_checkers", "attach_checkers", "register_checker"]
@@ -11,9 +12,10 @@ __all__ = ["CHECKERS", "default_checkers", "attach_checkers", "register_checker"
 CHECKERS = {
     "lockdep": Lockdep,
     "race": RaceDetector,
+    **ORACLES,
 }
 
-_DEFAULT = ["lockdep", "race"]
+_DEFAULT = list(CHECKERS)
 
 
 def default_checkers():

@@ -8,6 +8,7 @@ and turns it into a report.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -131,6 +132,7 @@ def explore(
     shrink=True,
     target=None,
     progress=None,
+    database=None,
 ):
     """Search schedules of ``scenario`` for a violation.
 
@@ -140,7 +142,9 @@ def explore(
     ``"hypothesis"``.  The search stops at the first violation unless
     ``keep_going``, in which case each distinct kind is reported once.
     ``budget_s`` bounds the wall time of the search (not of a run: runs stay
-    deterministic); ``schedules`` bounds their number.
+    deterministic); ``schedules`` bounds their number.  ``database`` (a
+    Hypothesis example database, hypothesis strategy only) replays earlier
+    failures of the same target first.
     """
     if strategy not in STRATEGIES or strategy == "replay":
         raise ValueError(f"unknown strategy {strategy!r} (choose from pct, random, exhaustive, hypothesis)")
@@ -163,8 +167,16 @@ def explore(
     if strategy == "hypothesis":
         from .hypothesis_chooser import explore_hypothesis
 
+        key = json.dumps([meta["target"], meta["options"]], sort_keys=True).encode() if database is not None else None
         result, found = explore_hypothesis(
-            scenario, schedules=schedules, seed=seed, deadline=deadline, keep_going=keep_going, opts=opts
+            scenario,
+            schedules=schedules,
+            seed=seed,
+            deadline=deadline,
+            keep_going=keep_going,
+            opts=opts,
+            database=database,
+            database_key=key,
         )
     else:
         result, found = trio.run(_search, scenario, strategy, schedules, seed, deadline, keep_going, opts, pct_depth, bound, progress)

@@ -41,7 +41,13 @@ def _exc_for(kind):
     return exc
 
 
-def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts):
+def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts, database=None, database_key=None):
+    """Search with Hypothesis; returns ``(Result, [(index, Outcome)])``.
+
+    ``database`` (a Hypothesis example database) and ``database_key`` make a
+    failure found once replay first next time (the pytest plugin uses them);
+    the default is no database, so a run depends on the seed alone.
+    """
     from .engine import Result, run_schedule
 
     result = Result()
@@ -50,7 +56,7 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts)
 
     @settings(
         max_examples=schedules or 1_000_000,
-        database=None,
+        database=database,
         deadline=None,
         derandomize=False,
         suppress_health_check=list(HealthCheck),
@@ -70,6 +76,9 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts)
         if out.violation is not None and out.kind not in kinds:
             last[out.kind] = out  # the last failing call is the shrunk one
             raise _exc_for(out.kind)(out.kind)
+
+    if database is not None and database_key is not None:
+        search._hypothesis_internal_database_key = database_key
 
     while True:
         try:
