@@ -138,14 +138,14 @@ def model_stack(skip=1, limit=12):
         if mod.startswith("model.kernel"):
             if name in _PRIMITIVES:
                 out.append(name)
-        elif mod not in _SKIP_MODULES:
+        elif not mod.startswith(_SKIP_PREFIXES):
             out.append(f"{name}+{f.f_lineno}")
         f = f.f_back
     return tuple(out)
 
 
 _STOP_MODULES = frozenset({"stress.scheduler", "stress.engine"})
-_SKIP_MODULES = frozenset({"stress.lockdep", "stress.race", "stress.trace", "stress.oracles", "stress.checkers"})
+_SKIP_PREFIXES = ("stress.lockdep", "stress.race", "stress.trace", "stress.oracles", "stress.checkers")
 
 
 # Primitive names that stay visible in stacks (the rest of model.kernel is plumbing).
