@@ -29,6 +29,7 @@ __all__ = [
     "run_schedule",
     "explore",
     "replay_decisions",
+    "concretize",
 ]
 
 STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "replay")
@@ -180,8 +181,9 @@ def explore(
         )
     else:
         result, found = trio.run(_search, scenario, strategy, schedules, seed, deadline, keep_going, opts, pct_depth, bound, progress)
-    for index, outcome in found:
-        result.violations.append(_to_violation(scenario, outcome, index, meta, opts, shrink))
+    for index, outcome, concrete, concrete_target in found:
+        m = dict(meta, target=concrete_target) if concrete_target is not None else meta
+        result.violations.append(_to_violation(concrete, outcome, index, m, opts, shrink))
     result.elapsed_s = time.monotonic() - t0
     return result
 
@@ -202,7 +204,8 @@ async def _search(scenario, strategy, schedules, seed, deadline, keep_going, opt
             chooser = exhaustive
         else:
             chooser = _chooser(strategy, seed, index, pct_depth=pct_depth, k=k)
-        out = await run_schedule_async(scenario, chooser, **opts)
+        concrete, concrete_target = concretize(scenario, seed, index)
+        out = await run_schedule_async(concrete, chooser, **opts)
         if exhaustive is not None:
             exhaustive.finish_run()
         k = max(k, out.points)
@@ -212,7 +215,7 @@ async def _search(scenario, strategy, schedules, seed, deadline, keep_going, opt
             progress(result)
         if out.violation is not None and out.kind not in kinds:
             kinds.add(out.kind)
-            found.append((index, out))
+            found.append((index, out, concrete, concrete_target))
             if not keep_going:
                 break
         index += 1
@@ -220,6 +223,14 @@ async def _search(scenario, strategy, schedules, seed, deadline, keep_going, opt
         if exhaustive is not None and not exhaustive.queue and not exhaustive.next_queue:
             result.exhausted = True
     return result, found
+
+
+def concretize(scenario, seed, index):
+    """A scenario family (``for_schedule``) gives a concrete scenario per schedule."""
+    for_schedule = getattr(scenario, "for_schedule", None)
+    if for_schedule is None:
+        return scenario, None
+    return for_schedule(seed, index)
 
 
 def _target_of(scenario):

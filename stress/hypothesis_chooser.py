@@ -42,14 +42,18 @@ def _exc_for(kind):
 
 
 def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts, database=None, database_key=None):
-    """Search with Hypothesis; returns ``(Result, [(index, Outcome)])``.
+    """Search with Hypothesis; returns ``(Result, [(index, Outcome, scenario, target)])``.
+
+    For a scenario family (a driver workload) Hypothesis also draws which
+    program runs (shrinking toward program 0).
 
     ``database`` (a Hypothesis example database) and ``database_key`` make a
     failure found once replay first next time (the pytest plugin uses them);
     the default is no database, so a run depends on the seed alone.
     """
-    from .engine import Result, run_schedule
+    from .engine import Result, concretize, run_schedule
 
+    family = getattr(scenario, "for_schedule", None)
     result = Result()
     found, kinds = [], set()
     last = {}
@@ -66,15 +70,16 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
         print_blob=False,
     )
     @hypothesis_seed(seed)
-    @given(decision_lists())
-    def search(decisions):
+    @given(st.integers(0, 0 if family is None else 65535), decision_lists())
+    def search(program, decisions):
         if deadline is not None and time.monotonic() >= deadline:
             return
-        out = run_schedule(scenario, Replay(decisions), **opts)
+        concrete, target = concretize(scenario, seed, program)
+        out = run_schedule(concrete, Replay(decisions), **opts)
         result.schedules += 1
         result.points += out.points
         if out.violation is not None and out.kind not in kinds:
-            last[out.kind] = out  # the last failing call is the shrunk one
+            last[out.kind] = (program, out, concrete, target)  # the last failing call is the shrunk one
             raise _exc_for(out.kind)(out.kind)
 
     if database is not None and database_key is not None:
@@ -86,7 +91,7 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
         except _Found as e:
             kind = e.args[0]
             kinds.add(kind)
-            found.append((result.schedules - 1, last[kind]))
+            found.append(last[kind])
             if keep_going and (deadline is None or time.monotonic() < deadline):
                 continue
         break

@@ -1,0 +1,137 @@
+"""Driver workloads: programs of IOMMU operations per CPU, drawn per schedule.
+
+A hunt with ``--driver`` runs, for every schedule, a fresh machine booted
+with that driver (:mod:`model.workloads`) and one program per CPU: a short
+list of operations (map, unmap, attach, claim/release DMA ownership, domain
+alloc/free, suspend, resume, DMA, fault, iova_to_phys).  Programs are drawn
+from the seed and the schedule number with swarm testing (Groce et al.):
+each schedule enables a random subset of the operation kinds, which finds
+more distinct bugs than always-everything.  The programs are part of the
+report's target, so a replay runs exactly the same operations.
+"""
+
+from __future__ import annotations
+
+from .choosers import make_rng
+from .targets import UsageError
+
+__all__ = [
+    "OP_KINDS",
+    "DEFAULT_WORKLOAD",
+    "workload_config",
+    "draw_programs",
+    "driver_scenario",
+    "DriverWorkload",
+]
+
+#: operation kinds, with the argument names each takes
+OP_KINDS = {
+    "map": ("dom", "iova", "pages", "gfp"),
+    "unmap": ("dom", "iova", "pages"),
+    "attach": ("dev", "dom"),
+    "attach_identity": ("dev",),
+    "attach_blocked": ("dev",),
+    "claim": ("dev",),
+    "release": ("dev",),
+    "dom_alloc": ("dom",),
+    "dom_free": ("dom",),
+    "suspend": ("dev",),
+    "resume": ("dev",),
+    "dma": ("dev", "iova", "write"),
+    "fault": ("dev",),
+    "iova_to_phys": ("dom", "iova"),
+}
+
+GFPS = ("GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_ATOMIC")
+
+DEFAULT_WORKLOAD = {
+    "cpus": 3,
+    "ops": 4,
+    "iommus": 2,
+    "domains": 3,
+    "iovas": 4,
+}
+
+
+def workload_config(cpus=None, ops=None, **extra):
+    cfg = dict(DEFAULT_WORKLOAD)
+    if cpus is not None:
+        cfg["cpus"] = cpus
+    if ops is not None:
+        cfg["ops"] = ops
+    cfg.update({k: v for k, v in extra.items() if v is not None})
+    return cfg
+
+
+def _draw_op(rng, kind, cfg):
+    args = {}
+    for name in OP_KINDS[kind]:
+        if name == "dom":
+            args[name] = rng.randrange(cfg["domains"])
+        elif name == "dev":
+            args[name] = rng.randrange(cfg["iommus"])
+        elif name == "iova":
+            args[name] = rng.randrange(cfg["iovas"])
+        elif name == "pages":
+            args[name] = rng.choice((1, 1, 2, 4))
+        elif name == "gfp":
+            args[name] = rng.choice(GFPS)
+        elif name == "write":
+            args[name] = rng.random() < 0.5
+    return [kind, args]
+
+
+def draw_programs(cfg, seed, index, kinds=None):
+    """One program per CPU for schedule ``index``: swarm-selected operation kinds."""
+    rng = make_rng(f"programs:{seed}", index)
+    pool = list(kinds or OP_KINDS)
+    enabled = [k for k in pool if rng.random() < 0.6] or [rng.choice(pool)]
+    return [[_draw_op(rng, rng.choice(enabled), cfg) for _ in range(cfg["ops"])] for _ in range(cfg["cpus"])]
+
+
+def _resolve_driver(name):
+    from model.drivers import get_driver
+
+    try:
+        return get_driver(name)
+    except LookupError as e:
+        raise UsageError(str(e)) from None
+
+
+def driver_scenario(name, config):
+    """The scenario a report's ``{"driver", "workload"}`` target names.
+
+    With explicit ``programs`` in ``config`` it is one fixed scenario; without,
+    a :class:`DriverWorkload` that draws programs per schedule.
+    """
+    driver = _resolve_driver(name)
+    if config.get("programs") is not None:
+        return _fixed_scenario(driver, config)
+    return DriverWorkload(name, driver, config)
+
+
+def _fixed_scenario(driver, config):
+    from model.workloads import build_scenario
+
+    def scenario(kernel):
+        return build_scenario(kernel, driver, config)
+
+    scenario.__qualname__ = f"workload[{getattr(driver, 'name', driver.__name__)}]"
+    return scenario
+
+
+class DriverWorkload:
+    """A scenario family: ``for_schedule(seed, index)`` gives the concrete one."""
+
+    def __init__(self, name, driver, config):
+        self.name = name
+        self.driver = driver
+        self.config = dict(config)
+
+    def for_schedule(self, seed, index):
+        cfg = dict(self.config, programs=draw_programs(self.config, seed, index, self.config.get("kinds")))
+        return _fixed_scenario(self.driver, cfg), {"driver": self.name, "workload": cfg}
+
+    def __call__(self, kernel):
+        scenario, _ = self.for_schedule(0, 0)
+        return scenario(kernel)
