@@ -125,6 +125,10 @@ class BoundedExhaustive:
         self._trace = []
         return True
 
+    def done(self):
+        """No schedule within ``max_bound`` is left to run."""
+        return not self.queue and (not self.next_queue or self.bound >= self.max_bound)
+
     def choose(self, sched, cur, opts):
         i = len(self._trace)
         d = self._prefix[i] if i < len(self._prefix) else 0

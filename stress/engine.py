@@ -220,7 +220,7 @@ async def _search(scenario, strategy, schedules, seed, deadline, keep_going, opt
                 break
         index += 1
     else:
-        if exhaustive is not None and not exhaustive.queue and not exhaustive.next_queue:
+        if exhaustive is not None and exhaustive.done():
             result.exhausted = True
     return result, found
 

@@ -37,8 +37,8 @@ HARDIRQ_ON = "HARDIRQ-ON-W"
 _RULE = "=" * 54
 
 
-def lock_class(lock):
-    return lock.name if not lock.subclass else f"{lock.name}/{lock.subclass}"
+def lock_class(lock, subclass=0):
+    return lock.name if not subclass else f"{lock.name}/{subclass}"
 
 
 def _fmt_stack(stack, indent="  "):
@@ -70,8 +70,8 @@ class Lockdep:
 
     # -- hooks --------------------------------------------------------------------
 
-    def lock_acquire(self, cpu, lock, trylock):
-        cls = lock_class(lock)
+    def lock_acquire(self, cpu, lock, trylock, subclass):
+        cls = lock_class(lock, subclass)
         stack = model_stack(2)
         held = self.held.setdefault(cpu.id, [])
         ctx = cpu.hardirq

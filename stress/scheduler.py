@@ -63,7 +63,7 @@ _RUN = None  # wake-up command: continue the body
 class _Ctl:
     """Engine-private state of one CPU task (``cpu.ctl``)."""
 
-    __slots__ = ("task", "parked", "finished", "daemon", "steps", "body")
+    __slots__ = ("task", "parked", "finished", "daemon", "steps", "body", "fresh")
 
     def __init__(self, body, daemon):
         self.task = None
@@ -72,6 +72,7 @@ class _Ctl:
         self.daemon = daemon
         self.steps = 0
         self.body = body
+        self.fresh = True  # started but not yet at its first point
 
 
 class Scheduler:
@@ -163,6 +164,7 @@ class Scheduler:
             if self.trace is not None:
                 self.trace.begin(cpu)
             await ctl.body()
+            ctl.fresh = False
             for fn in self.kernel.hooks.op_end:
                 fn(cpu, None)
             ctl.finished = True
@@ -200,6 +202,12 @@ class Scheduler:
         self.points += 1
         ctl = cpu.ctl
         ctl.steps += 1
+        if ctl.fresh:
+            # Being chosen to start already decided that this CPU runs now:
+            # parking at the start stands for parking at the first point.
+            ctl.fresh = False
+            if not cpu.hardirq and cpu.blocked_on is None:
+                return
         if ctl.steps > self.max_steps:
             self.report(
                 "livelock",
@@ -224,7 +232,7 @@ class Scheduler:
             if not opts:
                 if self._end_or_deadlock(cpu):
                     return
-            nxt, irq = opts[self._choose(cpu, opts)] if len(opts) > 1 else opts[0]
+            nxt, irq = opts[self._choose(cpu, opts) if len(opts) > 1 else self._only(opts)]
             if nxt is not cpu:
                 self._wake(nxt, irq)
                 irq = await self._park(cpu)
@@ -271,7 +279,8 @@ class Scheduler:
 
     @staticmethod
     def _runnable(c):
-        if c.ctl.finished:
+        # An idle CPU (body done) is runnable only while it runs an IRQ handler.
+        if c.ctl.finished and not c.hardirq:
             return False
         b = c.blocked_on
         return b is None or b.ready()
@@ -291,7 +300,7 @@ class Scheduler:
 
     def _end_or_deadlock(self, cpu):
         """No option left: the normal end, or every CPU with work is blocked."""
-        stuck = [c for c in self.kernel.cpus if not c.ctl.finished and not c.ctl.daemon]
+        stuck = [c for c in self.kernel.cpus if (not c.ctl.finished or c.hardirq) and not c.ctl.daemon]
         if not stuck:
             for c in self.kernel.cpus:
                 c.ctl.finished = True

@@ -33,7 +33,7 @@ class Tracer:
         self._add(cpu, what, str(detail))
 
     # model hooks
-    def lock_acquire(self, cpu, lock, trylock):
+    def lock_acquire(self, cpu, lock, trylock, subclass):
         self._add(cpu, "trylock" if trylock else ("mutex_lock" if lock.sleeps else "spin_lock"), repr(lock))
 
     def lock_acquired(self, cpu, lock):

@@ -37,15 +37,14 @@ __all__ = [
 
 
 class SpinLock:
-    """``spinlock_t``.  ``subclass`` is the lockdep nesting subclass."""
+    """``spinlock_t``."""
 
-    __slots__ = ("name", "owner", "subclass", "race")
+    __slots__ = ("name", "owner", "race")
     sleeps = False
 
-    def __init__(self, name, subclass=0):
+    def __init__(self, name):
         self.name = name
         self.owner = None
-        self.subclass = subclass
         self.race = None  # data-race checker's clock
 
     def ready(self):
@@ -62,10 +61,10 @@ class Mutex(SpinLock):
     sleeps = True
 
 
-async def _acquire(cpu, lock, subclass=None):
+async def _acquire(cpu, lock, subclass=0):
     k = cpu.kernel
     for fn in k.hooks.lock_acquire:
-        fn(cpu, lock, False)
+        fn(cpu, lock, False, subclass)
     await cpu.sched.point(cpu)
     while lock.owner is not None:
         await cpu.sched.wait(cpu, lock)
@@ -97,9 +96,8 @@ async def spin_lock(lock):
 
 
 async def spin_lock_nested(lock, subclass):
-    """``spin_lock_nested()``: acquire with a lockdep subclass annotation."""
-    lock.subclass = subclass
-    await spin_lock(lock)
+    """``spin_lock_nested()``: acquire with a lockdep subclass for this acquisition."""
+    await _acquire(current(), lock, subclass)
 
 
 def spin_unlock(lock):
@@ -112,7 +110,7 @@ async def spin_trylock(lock):
     if lock.owner is not None:
         return False
     for fn in cpu.kernel.hooks.lock_acquire:
-        fn(cpu, lock, True)
+        fn(cpu, lock, True, 0)
     lock.owner = cpu
     cpu.held.append(lock)
     cpu.preempt += 1
