@@ -31,7 +31,7 @@ __all__ = [
 #: Event names an observer may implement as methods.  Each is called with
 #: plain positional arguments; see the primitive that emits it.
 HOOKS = (
-    "lock_acquire",  # (cpu, lock, trylock)  before waiting, as lockdep's lock_acquire
+    "lock_acquire",  # (cpu, lock, trylock, subclass)  before waiting, as lockdep's lock_acquire
     "lock_acquired",  # (cpu, lock)          the lock is now held
     "lock_release",  # (cpu, lock)           before the release; may be a bad unlock
     "irqs",  # (cpu, enabled)                local irq state changed
@@ -47,6 +47,7 @@ HOOKS = (
     "dma",  # (master, access)                a DMA master issued an access
     "walk",  # (hw, page)                     the table walker read a table page
     "event",  # (cpu, what, detail)           anything else worth a timeline line
+    "iommu",  # (cpu, what, info)             IOMMU core / DMA-API facts for oracles (model.iommu)
     "run_end",  # (kernel,)                   all CPUs are done: end-of-run checks
 )
 

@@ -43,6 +43,10 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 SZ_4G = 1 << 32
 WORDS_PER_PAGE = PAGE_SIZE // 4
 
+# Module-level aliases: inside a class body ``__GFP_X`` would be name-mangled.
+_GFP_ACCOUNT = __GFP_ACCOUNT
+_GFP_ZONE_DMA32 = __GFP_DMA32 | __GFP_DMA
+
 _DMA32_FIRST_PFN = 0x1000  # 16 MiB: leave room for the "kernel image"
 _NORMAL_FIRST_PFN = SZ_4G >> PAGE_SHIFT
 
@@ -50,7 +54,7 @@ _NORMAL_FIRST_PFN = SZ_4G >> PAGE_SHIFT
 class Page:
     """``struct page`` (order 0 only: the drivers modelled use 4 KiB tables)."""
 
-    __slots__ = ("pfn", "gfp", "words", "freed", "owner", "tag", "race")
+    __slots__ = ("pfn", "gfp", "words", "freed", "owner", "tag", "race", "dev")
 
     def __init__(self, pfn, gfp, owner, tag):
         self.pfn = pfn
@@ -60,6 +64,7 @@ class Page:
         self.owner = owner  # CPU id that allocated it (or None)
         self.tag = tag  # what the allocation was for, for reports
         self.race = None
+        self.dev = None  # device view of non-coherent memory; None = in sync (model.kernel.dma)
 
     @property
     def phys(self):
@@ -67,7 +72,7 @@ class Page:
 
     @property
     def accounted(self):
-        return bool(self.gfp & __GFP_ACCOUNT)
+        return bool(self.gfp & _GFP_ACCOUNT)
 
     def __repr__(self):
         return f"page(pfn={self.pfn:#x} {self.tag or ''} {gfp_name(self.gfp)})"
@@ -88,7 +93,7 @@ class KObj:
 
     @property
     def accounted(self):
-        return bool(self.gfp & __GFP_ACCOUNT)
+        return bool(self.gfp & _GFP_ACCOUNT)
 
     def __repr__(self):
         return f"kmalloc({self.size}, {gfp_name(self.gfp)}) {self.tag or ''}".rstrip()
@@ -116,7 +121,7 @@ class PageAllocator:
         return pfn
 
     def take(self, gfp, cpu_id=None, tag=None):
-        zone = "DMA32" if gfp & (__GFP_DMA32 | __GFP_DMA) else "Normal"
+        zone = "DMA32" if gfp & _GFP_ZONE_DMA32 else "Normal"
         page = Page(self._take_pfn(zone), gfp, cpu_id, tag)
         self.pages[page.pfn] = page
         self.freed.pop(page.pfn, None)
