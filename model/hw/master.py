@@ -1,0 +1,69 @@
+"""DMA masters: devices behind an IOMMU that read and write at IOVAs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.kernel.core import current
+
+__all__ = ["DmaAccess", "DmaMaster"]
+
+#: outcomes of an access
+OUTCOMES = ("tlb", "walk", "bypass", "fault", "off", "stall")
+
+
+@dataclass(eq=False)
+class DmaAccess:
+    """One access as the hardware handled it (the ``dma`` hook's argument).
+
+    ``outcome``: ``"tlb"`` (hit a cached translation), ``"walk"`` (translated
+    by a table walk, which filled the TLB), ``"bypass"`` (translation off:
+    ``paddr == iova``), ``"fault"`` (translation on, no valid entry or no
+    permission), ``"off"`` (the IOMMU's clocks are off: dropped) or
+    ``"stall"`` (the MMU is stalled: held back, not replayed).
+    ``paddr`` is where it landed, or None.  ``base``/``dt``/``pt`` are the
+    table pages used: for a walk the ones it read (``base`` is the page the
+    base register points at: the DT on rk, the PTA on vsi), for a TLB hit
+    those of the walk that filled the entry, which is ``fill``.
+    """
+
+    seq: int
+    dev: str
+    hw: object
+    iova: int
+    is_write: bool
+    outcome: str = "fault"
+    paddr: int | None = None
+    base: object = None
+    dt: object = None
+    pt: object = None
+    fill: DmaAccess | None = None
+
+    def __str__(self):
+        where = f" -> {self.paddr:#x}" if self.paddr is not None else ""
+        return f"#{self.seq} {self.dev} {'write' if self.is_write else 'read'} {self.iova:#x}: {self.outcome}{where}"
+
+
+class DmaMaster:
+    """The DMA engine of ``dev`` behind IOMMU ``hw``."""
+
+    def __init__(self, hw, dev):
+        self.hw = hw
+        self.dev = dev
+        self.name = f"dma:{getattr(dev, 'name', dev)}"
+
+    async def dma(self, iova, is_write=False):
+        """Issue one access (a preemption point): the :class:`DmaAccess`."""
+        cpu = current()
+        await cpu.sched.point(cpu)
+        return self.issue(iova, is_write)
+
+    def issue(self, iova, is_write=False):
+        """The access itself, at the current point (hook ``dma``)."""
+        acc = self.hw.translate(getattr(self.dev, "name", str(self.dev)), iova, is_write)
+        for fn in self.hw.kernel.hooks.dma:
+            fn(self, acc)
+        return acc
+
+    def __repr__(self):
+        return self.name

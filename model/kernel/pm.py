@@ -1,0 +1,733 @@
+"""Runtime power management (drivers/base/power/runtime.c, include/linux/pm_runtime.h).
+
+Each device has a :class:`DevPmInfo` (``dev->power``): usage count, runtime
+status (``"active"``, ``"resuming"``, ``"suspended"``, ``"suspending"``),
+the one pending request of its work item, and its device links to
+suppliers.  The functions are the kernel's, step by step:
+
+* ``rpm_resume``/``rpm_suspend``/``rpm_idle`` with the ``RPM_ASYNC``,
+  ``RPM_NOWAIT``, ``RPM_GET_PUT``, ``RPM_AUTO`` flags; a synchronous caller
+  that finds a suspend or resume of the device in progress waits for it
+  (``sched.wait`` on ``dev.power``, ready once the status is stable);
+* callbacks for one device are serialised by that status, and a suspend
+  only starts while ``usage_count == 0`` (re-checked when the queued work
+  runs, as ``rpm_check_suspend_allowed`` does);
+* device links with ``DL_FLAG_PM_RUNTIME``: resuming a consumer first
+  resumes its suppliers (``pm_runtime_get_sync``) and keeps a usage count on
+  each until the consumer has suspended, so a supplier cannot suspend while
+  its consumer is active;
+* asynchronous requests go to ``pm_wq``: ONE daemon agent (kind
+  ``kworker``) that runs the queued work in process context.  Time is
+  virtual: an autosuspend delay is "until the worker gets to it", a point the
+  scheduler chooses.
+
+Model simplifications, all in the conservative direction:
+
+* ``dev->power.lock`` is not a lock here: each entry point is one
+  preemption point and then changes the state atomically.
+* ``__pm_runtime_resume`` emits ``might_sleep`` on every synchronous call;
+  the kernel checks only when the device is not already active, which makes
+  a sleeping call in atomic context a bug that hides until the device
+  happens to be suspended.
+* A device without runtime PM callbacks (``dev.pm_ops`` is None) behaves as
+  one whose callbacks return 0 (its links to suppliers still count).
+* No runtime_idle callbacks, no parents, no irq_safe devices unless
+  ``power.irq_safe`` is set by hand.
+
+A device is anything with ``.name`` and ``.power`` (a :class:`DevPmInfo`);
+its callbacks are ``dev.pm_ops.runtime_suspend(dev)`` and
+``runtime_resume(dev)`` coroutines.
+"""
+
+from __future__ import annotations
+
+from errno import EACCES, EAGAIN, EINPROGRESS, EINVAL
+
+from .core import current
+
+__all__ = [
+    "RPM_ACTIVE",
+    "RPM_RESUMING",
+    "RPM_SUSPENDED",
+    "RPM_SUSPENDING",
+    "RPM_ASYNC",
+    "RPM_NOWAIT",
+    "RPM_GET_PUT",
+    "RPM_AUTO",
+    "DL_FLAG_STATELESS",
+    "DL_FLAG_PM_RUNTIME",
+    "DL_FLAG_RPM_ACTIVE",
+    "DevPmInfo",
+    "DeviceLink",
+    "PmWorkqueue",
+    "pm_wq",
+    "pm_runtime_enable",
+    "pm_runtime_disable",
+    "pm_runtime_set_active",
+    "pm_runtime_set_suspended",
+    "pm_runtime_set_autosuspend_delay",
+    "pm_runtime_use_autosuspend",
+    "pm_runtime_mark_last_busy",
+    "pm_runtime_active",
+    "pm_runtime_suspended",
+    "pm_runtime_get_if_in_use",
+    "pm_runtime_get_if_active",
+    "pm_runtime_get",
+    "pm_runtime_get_sync",
+    "pm_runtime_resume_and_get",
+    "pm_runtime_resume",
+    "pm_runtime_put",
+    "pm_runtime_put_sync",
+    "pm_runtime_put_autosuspend",
+    "pm_runtime_put_sync_autosuspend",
+    "pm_runtime_put_noidle",
+    "pm_runtime_idle",
+    "pm_request_idle",
+    "pm_runtime_suspend",
+    "pm_runtime_force_suspend",
+    "pm_runtime_force_resume",
+    "pm_runtime_work",
+    "device_link_add",
+    "device_link_remove",
+    "flush_pm_wq",
+]
+
+RPM_ACTIVE = "active"
+RPM_RESUMING = "resuming"
+RPM_SUSPENDED = "suspended"
+RPM_SUSPENDING = "suspending"
+
+# rpmflags (include/linux/pm_runtime.h)
+RPM_ASYNC = 0x01
+RPM_NOWAIT = 0x02
+RPM_GET_PUT = 0x04
+RPM_AUTO = 0x08
+
+# enum rpm_request, in the kernel's order (rpm_idle compares them)
+RPM_REQ_NONE = 0
+RPM_REQ_IDLE = 1
+RPM_REQ_SUSPEND = 2
+RPM_REQ_AUTOSUSPEND = 3
+RPM_REQ_RESUME = 4
+_REQ_NAMES = ("none", "idle", "suspend", "autosuspend", "resume")
+
+# include/linux/device.h
+DL_FLAG_STATELESS = 1 << 0
+DL_FLAG_AUTOREMOVE_CONSUMER = 1 << 1
+DL_FLAG_PM_RUNTIME = 1 << 2
+DL_FLAG_RPM_ACTIVE = 1 << 3
+
+
+class DevPmInfo:
+    """The runtime-PM part of ``struct dev_pm_info`` (``dev->power``).
+
+    ``ready()`` is what a synchronous caller waits for: no suspend or resume
+    of this device in progress.
+    """
+
+    __slots__ = (
+        "dev",
+        "kernel",
+        "usage_count",
+        "runtime_status",
+        "disable_depth",
+        "runtime_error",
+        "request",
+        "request_pending",
+        "deferred_resume",
+        "use_autosuspend",
+        "autosuspend_delay",
+        "irq_safe",
+        "needs_force_resume",
+        "suppliers",
+    )
+
+    def __init__(self, kernel, dev):
+        self.dev = dev
+        self.kernel = kernel
+        self.usage_count = 0
+        self.runtime_status = RPM_SUSPENDED  # pm_runtime_init()
+        self.disable_depth = 1  # until pm_runtime_enable()
+        self.runtime_error = 0
+        self.request = RPM_REQ_NONE
+        self.request_pending = False
+        self.deferred_resume = False
+        self.use_autosuspend = False
+        self.autosuspend_delay = 0
+        self.irq_safe = False
+        self.needs_force_resume = False
+        self.suppliers = []  # DeviceLink, this device the consumer
+
+    def ready(self):
+        return self.runtime_status not in (RPM_RESUMING, RPM_SUSPENDING)
+
+    def __repr__(self):
+        return f"{self.dev.name}->power({self.runtime_status}, usage={self.usage_count})"
+
+
+class DeviceLink:
+    """``struct device_link``; ``rpm_active`` counts 1 + the supplier references it holds."""
+
+    __slots__ = ("consumer", "supplier", "flags", "rpm_active")
+
+    def __init__(self, consumer, supplier, flags):
+        self.consumer = consumer
+        self.supplier = supplier
+        self.flags = flags
+        self.rpm_active = 1
+
+    def __repr__(self):
+        return f"link({self.consumer.name} -> {self.supplier.name})"
+
+
+class PmWorkqueue:
+    """``pm_wq``: the devices whose work item is queued, run by one kworker agent."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.queue = []
+        kernel.add_agent("pm_wq", self.worker, kind="kworker", daemon=True)
+
+    def ready(self):
+        return bool(self.queue)
+
+    def queue_work(self, dev):
+        if dev not in self.queue:
+            self.queue.append(dev)
+
+    async def worker(self):
+        """The kworker: wait for queued work, run ``pm_runtime_work`` for it."""
+        cpu = current()
+        while True:
+            await cpu.sched.wait(cpu, self)
+            if not self.queue:
+                return  # woken with nothing queued: the run is over
+            dev = self.queue.pop(0)
+            await pm_runtime_work(dev)
+
+    def __repr__(self):
+        return f"pm_wq({', '.join(d.name for d in self.queue)})"
+
+
+def pm_wq(kernel):
+    """The kernel's runtime-PM workqueue (created, with its agent, on first use)."""
+    wq = getattr(kernel, "pm_wq", None)
+    if wq is None:
+        wq = kernel.pm_wq = PmWorkqueue(kernel)
+    return wq
+
+
+async def flush_pm_wq(kernel):
+    """``flush_workqueue(pm_wq)`` on the calling CPU: run every queued work item now.
+
+    For boot, teardown and unit tests, where no worker agent runs.
+    """
+    wq = pm_wq(kernel)
+    while wq.queue:
+        await pm_runtime_work(wq.queue.pop(0))
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _event(dev, what):
+    k = dev.power.kernel
+    if k.hooks.event:
+        cpu = current()
+        for fn in k.hooks.event:
+            fn(cpu, "rpm", f"{dev.name}: {what}")
+
+
+def _update_status(dev, status):
+    """``__update_runtime_status``."""
+    dev.power.runtime_status = status
+    _event(dev, status)
+
+
+def _queue_request(dev, req):
+    power = dev.power
+    power.request = req
+    if not power.request_pending:
+        power.request_pending = True
+        pm_wq(power.kernel).queue_work(dev)
+    _event(dev, f"queued {_REQ_NAMES[req]}")
+
+
+def _cancel_pending(dev):
+    """``pm_runtime_cancel_pending``: the queued request becomes a no-op."""
+    dev.power.request = RPM_REQ_NONE
+
+
+def _callback(dev, name):
+    """``RPM_GET_CALLBACK``."""
+    ops = getattr(dev, "pm_ops", None)
+    return getattr(ops, name, None) if ops is not None else None
+
+
+async def _wait_stable(cpu, dev):
+    """``prepare_to_wait(&dev->power.wait_queue) ... schedule()``."""
+    await cpu.sched.wait(cpu, dev.power)
+
+
+def _might_sleep(cpu, what):
+    for fn in cpu.kernel.hooks.might_sleep:
+        fn(cpu, what)
+
+
+def rpm_check_suspend_allowed(dev):
+    power = dev.power
+    if power.runtime_error:
+        return -EINVAL
+    if power.disable_depth > 0:
+        return -EACCES
+    if power.usage_count:
+        return -EAGAIN
+    # Pending resume requests take precedence over suspends.
+    if (power.deferred_resume and power.runtime_status == RPM_SUSPENDING) or (
+        power.request_pending and power.request == RPM_REQ_RESUME
+    ):
+        return -EAGAIN
+    if power.runtime_status == RPM_SUSPENDED:
+        return 1
+    return 0
+
+
+# -- device links -------------------------------------------------------------
+
+
+async def rpm_get_suppliers(dev):
+    for link in dev.power.suppliers:
+        if not link.flags & DL_FLAG_PM_RUNTIME:
+            continue
+        retval = await pm_runtime_get_sync(link.supplier)
+        # Ignore suppliers with disabled runtime PM.
+        if retval < 0 and retval != -EACCES:
+            pm_runtime_put_noidle(link.supplier)
+            return retval
+        link.rpm_active += 1
+    return 0
+
+
+def pm_runtime_release_supplier(link):
+    """Drop the supplier references this link holds (no idle check)."""
+    supplier = link.supplier
+    while link.rpm_active > 1 and supplier.power.usage_count > 0:
+        link.rpm_active -= 1
+        supplier.power.usage_count -= 1
+
+
+async def _rpm_put_suppliers(dev, try_to_suspend):
+    for link in dev.power.suppliers:
+        if link.flags & DL_FLAG_PM_RUNTIME:
+            pm_runtime_release_supplier(link)
+            if try_to_suspend:
+                await rpm_idle(link.supplier, RPM_ASYNC)
+
+
+async def rpm_suspend_suppliers(dev):
+    for link in dev.power.suppliers:
+        if link.flags & DL_FLAG_PM_RUNTIME:
+            await rpm_idle(link.supplier, RPM_ASYNC)
+
+
+async def rpm_callback(cb, dev):
+    """``__rpm_callback``: suppliers first on resume, dropped after a suspend."""
+    power = dev.power
+    use_links = bool(power.suppliers)
+    if use_links and power.runtime_status == RPM_RESUMING:
+        retval = await rpm_get_suppliers(dev)
+        if retval:
+            await _rpm_put_suppliers(dev, True)
+            return retval
+    retval = await cb(dev) if cb is not None else 0
+    if use_links and (
+        (power.runtime_status == RPM_SUSPENDING and not retval)
+        or (power.runtime_status == RPM_RESUMING and retval)
+    ):
+        await _rpm_put_suppliers(dev, False)
+    return retval
+
+
+# -- the state machine ----------------------------------------------------------
+
+
+async def rpm_idle(dev, rpmflags):
+    power = dev.power
+    retval = rpm_check_suspend_allowed(dev)
+    if retval < 0:
+        pass  # Conditions are wrong.
+    elif power.runtime_status != RPM_ACTIVE:
+        retval = -EAGAIN  # Idle notifications are allowed only in the RPM_ACTIVE state.
+    elif power.request_pending and power.request > RPM_REQ_IDLE:
+        retval = -EAGAIN  # Any pending request other than an idle notification takes precedence.
+    if retval:
+        return retval
+    power.request = RPM_REQ_NONE
+    # No runtime_idle callbacks are modelled: "If no callback assume success."
+    return await rpm_suspend(dev, rpmflags | RPM_AUTO)
+
+
+async def rpm_suspend(dev, rpmflags):
+    cpu = current()
+    power = dev.power
+    while True:  # repeat:
+        retval = rpm_check_suspend_allowed(dev)
+        if retval < 0:
+            return retval
+        # Synchronous suspends are not allowed in the RPM_RESUMING state.
+        if power.runtime_status == RPM_RESUMING and not rpmflags & RPM_ASYNC:
+            retval = -EAGAIN
+        if retval:
+            return retval
+        # The autosuspend delay has not expired yet: in virtual time that is
+        # "the worker will do it later" (the timer queues an async request).
+        if rpmflags & RPM_AUTO and power.use_autosuspend and not rpmflags & RPM_NOWAIT:
+            _queue_request(dev, RPM_REQ_AUTOSUSPEND)
+            return 0
+        # Other scheduled or pending requests need to be canceled.
+        _cancel_pending(dev)
+        if power.runtime_status == RPM_SUSPENDING:
+            if rpmflags & (RPM_ASYNC | RPM_NOWAIT):
+                return -EINPROGRESS
+            await _wait_stable(cpu, dev)  # the other suspend, running in parallel with us
+            continue
+        break
+    if rpmflags & RPM_ASYNC:
+        _queue_request(dev, RPM_REQ_AUTOSUSPEND if rpmflags & RPM_AUTO else RPM_REQ_SUSPEND)
+        return 0
+    _update_status(dev, RPM_SUSPENDING)
+    retval = await rpm_callback(_callback(dev, "runtime_suspend"), dev)
+    if retval:
+        # fail:
+        _update_status(dev, RPM_ACTIVE)
+        power.deferred_resume = False
+        return retval
+    _update_status(dev, RPM_SUSPENDED)
+    if power.deferred_resume:
+        power.deferred_resume = False
+        await rpm_resume(dev, 0)
+        return -EAGAIN
+    if power.suppliers:
+        await rpm_suspend_suppliers(dev)
+    return 0
+
+
+async def rpm_resume(dev, rpmflags):
+    cpu = current()
+    power = dev.power
+    while True:  # repeat:
+        retval = 0
+        if power.runtime_error:
+            retval = -EINVAL
+        elif power.disable_depth > 0:
+            retval = 1 if power.runtime_status == RPM_ACTIVE else -EACCES
+        if retval:
+            return retval
+        # Other scheduled or pending requests need to be canceled.
+        power.request = RPM_REQ_NONE
+        if power.runtime_status == RPM_ACTIVE:
+            return 1
+        if power.runtime_status in (RPM_RESUMING, RPM_SUSPENDING):
+            if rpmflags & (RPM_ASYNC | RPM_NOWAIT):
+                if power.runtime_status == RPM_SUSPENDING:
+                    power.deferred_resume = True
+                    return -EINPROGRESS if rpmflags & RPM_NOWAIT else 0
+                return -EINPROGRESS
+            await _wait_stable(cpu, dev)  # the operation carried out in parallel with us
+            continue
+        break
+    if rpmflags & RPM_ASYNC:
+        _queue_request(dev, RPM_REQ_RESUME)
+        return 0
+    _update_status(dev, RPM_RESUMING)
+    retval = await rpm_callback(_callback(dev, "runtime_resume"), dev)
+    if retval:
+        _update_status(dev, RPM_SUSPENDED)
+        _cancel_pending(dev)
+    else:
+        _update_status(dev, RPM_ACTIVE)
+    if retval >= 0:
+        await rpm_idle(dev, RPM_ASYNC)
+    return retval
+
+
+async def pm_runtime_work(dev):
+    """The device's work item, run by the ``pm_wq`` worker."""
+    cpu = current()
+    await cpu.sched.point(cpu)  # spin_lock_irq(&dev->power.lock)
+    power = dev.power
+    if not power.request_pending:
+        return
+    req = power.request
+    power.request = RPM_REQ_NONE
+    power.request_pending = False
+    if req == RPM_REQ_IDLE:
+        await rpm_idle(dev, RPM_NOWAIT)
+    elif req == RPM_REQ_SUSPEND:
+        await rpm_suspend(dev, RPM_NOWAIT)
+    elif req == RPM_REQ_AUTOSUSPEND:
+        await rpm_suspend(dev, RPM_NOWAIT | RPM_AUTO)
+    elif req == RPM_REQ_RESUME:
+        await rpm_resume(dev, RPM_NOWAIT)
+
+
+# -- entry points -------------------------------------------------------------
+
+
+def _drop_usage_count(dev):
+    """``rpm_drop_usage_count``: the new count, or -EINVAL on underflow."""
+    power = dev.power
+    if power.usage_count <= 0:
+        power.kernel.warn(f"{dev.name}: Runtime PM usage count underflow!")
+        return -EINVAL
+    power.usage_count -= 1
+    return power.usage_count
+
+
+async def __pm_runtime_resume(dev, rpmflags, what):
+    cpu = current()
+    if not rpmflags & RPM_ASYNC and not dev.power.irq_safe:
+        _might_sleep(cpu, what)
+    if rpmflags & RPM_GET_PUT:
+        dev.power.usage_count += 1
+    await cpu.sched.point(cpu)  # spin_lock_irqsave(&dev->power.lock)
+    return await rpm_resume(dev, rpmflags)
+
+
+async def __pm_runtime_idle(dev, rpmflags, what):
+    cpu = current()
+    if rpmflags & RPM_GET_PUT:
+        retval = _drop_usage_count(dev)
+        if retval < 0:
+            return retval
+        if retval > 0:
+            await cpu.sched.point(cpu)
+            return 0
+    if not rpmflags & RPM_ASYNC and not dev.power.irq_safe:
+        _might_sleep(cpu, what)
+    await cpu.sched.point(cpu)
+    return await rpm_idle(dev, rpmflags)
+
+
+async def __pm_runtime_suspend(dev, rpmflags, what):
+    cpu = current()
+    if rpmflags & RPM_GET_PUT:
+        retval = _drop_usage_count(dev)
+        if retval < 0:
+            return retval
+        if retval > 0:
+            await cpu.sched.point(cpu)
+            return 0
+    if not rpmflags & RPM_ASYNC and not dev.power.irq_safe:
+        _might_sleep(cpu, what)
+    await cpu.sched.point(cpu)
+    return await rpm_suspend(dev, rpmflags)
+
+
+async def _get_conditional(dev, ign_usage_count):
+    """``pm_runtime_get_conditional``: never sleeps."""
+    cpu = current()
+    await cpu.sched.point(cpu)
+    power = dev.power
+    if power.disable_depth > 0:
+        return -EINVAL
+    if power.runtime_status != RPM_ACTIVE:
+        return 0
+    if ign_usage_count or power.usage_count > 0:
+        power.usage_count += 1
+        return 1
+    return 0
+
+
+async def pm_runtime_get_if_in_use(dev):
+    """1 (and a reference) if active and in use; 0 otherwise; -EINVAL if disabled."""
+    return await _get_conditional(dev, False)
+
+
+async def pm_runtime_get_if_active(dev):
+    """1 (and a reference) if active, whatever the usage count; else 0."""
+    return await _get_conditional(dev, True)
+
+
+async def pm_runtime_get(dev):
+    """Async: usage++ and queue a resume; 1 if already active.  Keeps the ref on error."""
+    return await __pm_runtime_resume(dev, RPM_GET_PUT | RPM_ASYNC, "pm_runtime_get")
+
+
+async def pm_runtime_get_sync(dev):
+    """Sync resume with a reference (kept even on error).  May sleep."""
+    return await __pm_runtime_resume(dev, RPM_GET_PUT, "pm_runtime_get_sync")
+
+
+async def pm_runtime_resume_and_get(dev):
+    """Sync resume and a reference; 0 or a negative errno (then no reference).  May sleep."""
+    ret = await __pm_runtime_resume(dev, RPM_GET_PUT, "pm_runtime_resume_and_get")
+    if ret < 0:
+        pm_runtime_put_noidle(dev)
+        return ret
+    return 0
+
+
+async def pm_runtime_resume(dev):
+    return await __pm_runtime_resume(dev, 0, "pm_runtime_resume")
+
+
+async def pm_runtime_put(dev):
+    """usage--; at 0 an idle check is queued (then an (auto)suspend)."""
+    return await __pm_runtime_idle(dev, RPM_GET_PUT | RPM_ASYNC, "pm_runtime_put")
+
+
+async def pm_runtime_put_sync(dev):
+    return await __pm_runtime_idle(dev, RPM_GET_PUT, "pm_runtime_put_sync")
+
+
+async def pm_runtime_put_autosuspend(dev):
+    """usage--; at 0 an autosuspend is queued for the worker."""
+    return await __pm_runtime_suspend(dev, RPM_GET_PUT | RPM_ASYNC | RPM_AUTO, "pm_runtime_put_autosuspend")
+
+
+async def pm_runtime_put_sync_autosuspend(dev):
+    return await __pm_runtime_suspend(dev, RPM_GET_PUT | RPM_AUTO, "pm_runtime_put_sync_autosuspend")
+
+
+def pm_runtime_put_noidle(dev):
+    """``atomic_add_unless(&usage_count, -1, 0)``: no idle check."""
+    if dev.power.usage_count > 0:
+        dev.power.usage_count -= 1
+
+
+async def pm_runtime_idle(dev):
+    return await __pm_runtime_idle(dev, 0, "pm_runtime_idle")
+
+
+async def pm_request_idle(dev):
+    return await __pm_runtime_idle(dev, RPM_ASYNC, "pm_request_idle")
+
+
+async def pm_runtime_suspend(dev):
+    return await __pm_runtime_suspend(dev, 0, "pm_runtime_suspend")
+
+
+# -- configuration ----------------------------------------------------------------
+
+
+def pm_runtime_enable(dev):
+    power = dev.power
+    pm_wq(power.kernel)
+    if power.disable_depth > 0:
+        power.disable_depth -= 1
+    else:
+        power.kernel.warn(f"{dev.name}: Unbalanced pm_runtime_enable!")
+
+
+async def pm_runtime_disable(dev):
+    """``__pm_runtime_disable(dev, true)``: cancel the pending request, wait for callbacks."""
+    cpu = current()
+    await cpu.sched.point(cpu)
+    power = dev.power
+    if power.disable_depth > 0:
+        power.disable_depth += 1
+        return
+    # __pm_runtime_barrier()
+    if power.request_pending:
+        power.request = RPM_REQ_NONE
+        power.request_pending = False
+    while not power.ready():
+        await _wait_stable(cpu, dev)
+    power.disable_depth += 1
+
+
+def pm_runtime_set_active(dev):
+    power = dev.power
+    if power.disable_depth == 0:
+        return -EAGAIN
+    _update_status(dev, RPM_ACTIVE)
+    return 0
+
+
+def pm_runtime_set_suspended(dev):
+    power = dev.power
+    if power.disable_depth == 0:
+        return -EAGAIN
+    _update_status(dev, RPM_SUSPENDED)
+    return 0
+
+
+def pm_runtime_set_autosuspend_delay(dev, delay_ms):
+    dev.power.autosuspend_delay = delay_ms
+
+
+def pm_runtime_use_autosuspend(dev):
+    dev.power.use_autosuspend = True
+
+
+def pm_runtime_mark_last_busy(dev):
+    """Time is virtual: the next autosuspend happens when the worker gets to it."""
+
+
+def pm_runtime_active(dev):
+    return dev.power.runtime_status == RPM_ACTIVE or dev.power.disable_depth > 0
+
+
+def pm_runtime_suspended(dev):
+    return dev.power.runtime_status == RPM_SUSPENDED and dev.power.disable_depth == 0
+
+
+async def pm_runtime_force_suspend(dev):
+    """System sleep / shutdown: disable runtime PM and run the suspend callback."""
+    await pm_runtime_disable(dev)
+    power = dev.power
+    if power.runtime_status == RPM_SUSPENDED or power.needs_force_resume:
+        return 0
+    cb = _callback(dev, "runtime_suspend")
+    ret = await cb(dev) if cb is not None else 0
+    if ret:
+        pm_runtime_enable(dev)
+        return ret
+    _update_status(dev, RPM_SUSPENDED)
+    power.needs_force_resume = True
+    return 0
+
+
+async def pm_runtime_force_resume(dev):
+    power = dev.power
+    if power.needs_force_resume:
+        cb = _callback(dev, "runtime_resume")
+        ret = await cb(dev) if cb is not None else 0
+        if ret:
+            return ret
+        _update_status(dev, RPM_ACTIVE)
+        power.needs_force_resume = False
+    pm_runtime_enable(dev)
+    return 0
+
+
+async def device_link_add(consumer, supplier, flags):
+    """``device_link_add``: the consumer's runtime PM will hold the supplier."""
+    cpu = current()
+    _might_sleep(cpu, "device_link_add")  # device_links_write_lock()
+    await cpu.sched.point(cpu)
+    for link in consumer.power.suppliers:
+        if link.supplier is supplier:
+            return link
+    link = DeviceLink(consumer, supplier, flags)
+    consumer.power.suppliers.append(link)
+    if flags & DL_FLAG_PM_RUNTIME and flags & DL_FLAG_RPM_ACTIVE:
+        await pm_runtime_get_sync(supplier)
+        link.rpm_active += 1
+    return link
+
+
+async def device_link_remove(consumer, supplier):
+    """``device_link_remove``: drop what the link holds on the supplier, then idle it."""
+    cpu = current()
+    _might_sleep(cpu, "device_link_remove")
+    await cpu.sched.point(cpu)
+    for link in consumer.power.suppliers:
+        if link.supplier is supplier:
+            consumer.power.suppliers.remove(link)
+            if link.flags & DL_FLAG_PM_RUNTIME:
+                # pm_runtime_drop_link()
+                pm_runtime_release_supplier(link)
+                await rpm_idle(supplier, RPM_ASYNC)
+            return

@@ -1,0 +1,606 @@
+"""A booted machine (:class:`System`) and the operations CPUs run on it.
+
+``System.boot(kernel, DriverClass, config)`` registers the boot
+(``kernel.add_setup``): hardware, platform probe of every IOMMU, the masters
+probed behind them (default DMA domain attached, runtime PM linked), the
+user paging domains, and the masters resumed; and a teardown
+(``kernel.add_teardown``) that gives everything back, so the leak oracle
+can check that nothing is left.
+
+Operations are plain coroutines ``op_xxx(sys, ...)`` a CPU (or an agent)
+awaits; each emits ``op_begin(cpu, name)``/``op_end(cpu, name)`` around
+itself.  They can be called in any order by concurrent CPUs: like the
+kernel they return an errno rather than crash (a freed domain is -ENOENT,
+one attached or in use -EBUSY), and the System keeps the books a real user
+(VFIO/iommufd) keeps, so the WORKLOAD never creates a use-after-free of its
+own: a domain is freed only when nothing of ours is attached to it or
+mapping on it, a default domain is replaced only when no DMA-API map is in
+flight, and device-level operations on one device do not overlap (VFIO's
+device lock; here the later one gets -EBUSY).
+
+Addresses: IOVA ``i`` of a program is ``IOVA_BASE + i * 2 MiB`` (two IOVAs
+share each 4 MiB page table); every map gets fresh physical pages from a
+data window below 4 GiB (not allocator memory), so the same IOVA mapped
+twice points at different memory and a stale translation is visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from errno import EBUSY, EINVAL, EIO, ENOENT, EPERM
+
+from model.hw import DmaMaster, IommuHw
+from model.iommu import (
+    IOMMU_DOMAIN_DMA,
+    IOMMU_DOMAIN_IDENTITY,
+    IOMMU_READ,
+    IOMMU_WRITE,
+    IS_ERR,
+    SZ_4K,
+    Device,
+    IommuDomain,
+    IommuFwspec,
+    PlatformDevice,
+    iommu_attach_device,
+    iommu_detach_device,
+    iommu_detach_group,
+    iommu_device_claim_dma_owner,
+    iommu_device_release_dma_owner,
+    iommu_domain_free,
+    iommu_group_replace_domain,
+    iommu_group_store_type,
+    iommu_iova_to_phys,
+    iommu_map,
+    iommu_paging_domain_alloc,
+    iommu_probe_device,
+    iommu_release_device,
+    iommu_unmap,
+    platform_driver_probe,
+)
+from model.kernel import GFP_ATOMIC, GFP_KERNEL, GFP_KERNEL_ACCOUNT, ModelBug, current
+from model.kernel import gfp as _gfp
+from model.kernel.pm import (
+    RPM_ACTIVE,
+    flush_pm_wq,
+    pm_runtime_enable,
+    pm_runtime_put,
+    pm_runtime_resume_and_get,
+)
+
+__all__ = [
+    "SystemConfig",
+    "System",
+    "IOVA_BASE",
+    "FAULT_IOVA",
+    "IOMMU_IRQ_BASE",
+    "iova_of",
+    "op_map",
+    "op_unmap",
+    "op_attach",
+    "op_detach",
+    "op_claim_dma_owner",
+    "op_release_dma_owner",
+    "op_domain_alloc",
+    "op_domain_free",
+    "op_suspend",
+    "op_resume",
+    "op_dma",
+    "op_fault_irq",
+    "op_iova_to_phys",
+    "teardown",
+    "build_scenario",
+    "run_program_op",
+    "PROGRAM_OPS",
+]
+
+IOVA_BASE = 0x10000000
+IOVA_STRIDE = 0x200000
+FAULT_IOVA = 0xFFF00000  # never mapped by a workload
+DATA_BASE = 0x40000000  # physical window the maps point at
+IOMMU_IRQ_BASE = 40
+PROT_RW = IOMMU_READ | IOMMU_WRITE
+
+
+def iova_of(i):
+    """The address of program IOVA number ``i``."""
+    return IOVA_BASE + i * IOVA_STRIDE
+
+
+@dataclass
+class SystemConfig:
+    """How many of each thing the machine has (keys as in ``stress.workload``)."""
+
+    iommus: int = 2  # IOMMU instances, one master device (own group) behind each
+    domains: int = 3  # user paging domain slots, allocated at boot
+    iovas: int = 4  # program IOVA numbers (0 .. iovas-1)
+    masters_active: bool = True  # masters resumed at boot (a driver using them)
+    default_domain: str = "dma"  # "dma" or "identity" (iommu.passthrough=1)
+    teardown: bool = True  # give everything back at the end (leak checks)
+
+    @classmethod
+    def from_dict(cls, d):
+        d = d or {}
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(eq=False)
+class System:
+    """The machine a workload runs on, and the books its user keeps."""
+
+    kernel: object
+    driver_cls: type
+    config: SystemConfig = field(default_factory=SystemConfig)
+    driver: object = None
+    hws: list = field(default_factory=list)
+    iommus: list = field(default_factory=list)  # the IOMMUs' platform devices
+    devices: list = field(default_factory=list)  # masters, one per IOMMU
+    masters: list = field(default_factory=list)  # their DMA engines
+    slots: list = field(default_factory=list)  # user domains (None: free slot)
+    in_use: dict = field(default_factory=dict)  # domain -> operations in flight on it
+    attached: dict = field(default_factory=dict)  # device -> user domain attached, or None
+    owned: dict = field(default_factory=dict)  # device -> DMA ownership claims held
+    pm_refs: dict = field(default_factory=dict)  # device -> runtime PM references held
+    busy: set = field(default_factory=set)  # devices with a device-level op in flight
+    changing: set = field(default_factory=set)  # devices whose default domain is being replaced
+    reserved: set = field(default_factory=set)  # slots being allocated
+    next_paddr: int = DATA_BASE
+
+    @classmethod
+    def boot(cls, kernel, driver_cls, config=None):
+        """A System whose boot and teardown are registered on ``kernel``."""
+        if not isinstance(config, SystemConfig):
+            config = SystemConfig.from_dict(config)
+        sys = cls(kernel, driver_cls, config)
+        kernel.add_setup(sys._boot)
+        if config.teardown:
+            kernel.add_teardown(lambda: teardown(sys))
+        return sys
+
+    async def _boot(self):
+        k, cfg = self.kernel, self.config
+        self.driver = drv = self.driver_cls()
+        for i in range(cfg.iommus):
+            hw = IommuHw(k, f"iommu{i}", IOMMU_IRQ_BASE + i, layout=getattr(drv, "layout", "rk"))
+            pdev = PlatformDevice(k, f"iommu{i}", hw)
+            ret = await platform_driver_probe(drv, pdev)
+            if ret:
+                raise ModelBug(f"{drv.name}: probe of {pdev} failed ({ret})")
+            self.hws.append(hw)
+            self.iommus.append(pdev)
+        def_type = IOMMU_DOMAIN_IDENTITY if cfg.default_domain == "identity" else IOMMU_DOMAIN_DMA
+        for i, pdev in enumerate(self.iommus):
+            dev = Device(k, f"vpu{i}")
+            dev.fwspec = IommuFwspec(pdev)
+            pm_runtime_enable(dev)
+            ret = await iommu_probe_device(dev, def_type)
+            if ret:
+                raise ModelBug(f"{drv.name}: iommu_probe_device({dev}) failed ({ret})")
+            self.devices.append(dev)
+            self.masters.append(DmaMaster(pdev.hw, dev))
+            self.attached[dev] = None
+            self.owned[dev] = 0
+            self.pm_refs[dev] = 0
+        self.slots = [None] * cfg.domains
+        for s in range(cfg.domains):
+            dom = await iommu_paging_domain_alloc(self.devices[s % len(self.devices)])
+            if IS_ERR(dom):
+                raise ModelBug(f"{drv.name}: domain allocation failed ({dom})")
+            self.slots[s] = dom
+            self.in_use[dom] = 0
+        if cfg.masters_active:
+            for dev in self.devices:
+                ret = await pm_runtime_resume_and_get(dev)
+                if ret:
+                    raise ModelBug(f"{drv.name}: resume of {dev} failed ({ret})")
+                self.pm_refs[dev] += 1
+
+    # -- the books ---------------------------------------------------------------
+
+    def alloc_paddr(self, size):
+        paddr = self.next_paddr
+        self.next_paddr += size
+        return paddr
+
+    def default_domain(self, dev):
+        group = dev.iommu_group
+        return group.default_domain if group is not None else None
+
+    def _domain(self, dom):
+        """``(domain, 0)`` for a user slot or ``("default", i)``; ``(None, -errno)``."""
+        if isinstance(dom, tuple) and dom[0] == "default":
+            dev = self.devices[dom[1]]
+            if dev in self.changing:
+                return None, -EBUSY
+            d = self.default_domain(dev)
+            return (d, 0) if d is not None else (None, -ENOENT)
+        if not 0 <= dom < len(self.slots):
+            return None, -EINVAL
+        d = self.slots[dom]
+        return (d, 0) if isinstance(d, IommuDomain) else (None, -ENOENT)
+
+    def _hold(self, domain):
+        self.in_use[domain] = self.in_use.get(domain, 0) + 1
+
+    def _unhold(self, domain):
+        self.in_use[domain] -= 1
+
+
+def _dom_name(dom):
+    return f"default{dom[1]}" if isinstance(dom, tuple) else f"d{dom}"
+
+
+async def _op(name, body):
+    """Run ``body()`` as workload operation ``name`` (op_begin/op_end hooks)."""
+    cpu = current()
+    cpu.op = name
+    for fn in cpu.kernel.hooks.op_begin:
+        fn(cpu, name)
+    ret = await body()
+    for fn in cpu.kernel.hooks.op_end:
+        fn(cpu, name)
+    cpu.op = None
+    return ret
+
+
+# -- operations ------------------------------------------------------------------
+
+
+async def op_map(sys, dom, iova, size=SZ_4K, gfp=None, prot=PROT_RW):
+    """``iommu_map`` on a user domain (slot ``dom``; VFIO: GFP_KERNEL_ACCOUNT) or on
+    a device's default domain (``("default", i)``; the DMA API: GFP_ATOMIC)."""
+
+    async def body():
+        domain, err = sys._domain(dom)
+        if err:
+            return err
+        g = gfp if gfp is not None else (GFP_ATOMIC if isinstance(dom, tuple) else GFP_KERNEL_ACCOUNT)
+        sys._hold(domain)
+        ret = await iommu_map(domain, iova, sys.alloc_paddr(size), size, prot, g)
+        sys._unhold(domain)
+        return ret
+
+    return await _op(f"map({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)", body)
+
+
+async def op_unmap(sys, dom, iova, size=SZ_4K):
+    """``iommu_unmap``: the bytes unmapped, or -errno when the domain is gone."""
+
+    async def body():
+        domain, err = sys._domain(dom)
+        if err:
+            return err
+        sys._hold(domain)
+        ret = await iommu_unmap(domain, iova, size)
+        sys._unhold(domain)
+        return ret
+
+    return await _op(f"unmap({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)", body)
+
+
+async def op_iova_to_phys(sys, dom, iova):
+    async def body():
+        domain, err = sys._domain(dom)
+        if err:
+            return err
+        sys._hold(domain)
+        ret = await iommu_iova_to_phys(domain, iova)
+        sys._unhold(domain)
+        return ret
+
+    return await _op(f"iova_to_phys({_dom_name(dom)}, {iova:#x})", body)
+
+
+async def _attach_user_domain(sys, dev, domain):
+    if sys.owned[dev]:
+        # iommufd: the owned group goes straight to the new domain (replace)
+        return await iommu_group_replace_domain(dev.iommu_group, domain)
+    # a kernel driver's own domain in place of the default one
+    return await iommu_attach_device(domain, dev)
+
+
+async def _block(sys, dev):
+    if not sys.owned[dev]:
+        return -EPERM  # only the owner of the group may block its DMA
+    cur = sys.attached[dev]
+    if cur is None:
+        return 0  # an owned group without a user domain is blocked already
+    sys._hold(cur)
+    await iommu_detach_group(cur, dev.iommu_group)
+    sys._unhold(cur)
+    sys.attached[dev] = None
+    return 0
+
+
+async def _set_default_type(sys, dev, req_type):
+    default = sys.default_domain(dev)
+    if sys.owned[dev] or sys.attached[dev] is not None or (default is not None and sys.in_use.get(default, 0)):
+        return -EBUSY
+    sys.changing.add(dev)
+    ret = await iommu_group_store_type(dev.iommu_group, req_type)
+    sys.changing.discard(dev)
+    return ret
+
+
+async def op_attach(sys, dev, dom):
+    """Attach to device ``dev`` (an index): user domain slot ``dom``, or
+    ``"blocked"`` (an owned group detaches its user domain), ``"identity"`` /
+    ``"dma"`` (a new default domain of that type, as through sysfs)."""
+
+    async def body():
+        d = sys.devices[dev]
+        if d in sys.busy:
+            return -EBUSY
+        if dom == "blocked":
+            sys.busy.add(d)
+            ret = await _block(sys, d)
+        elif dom in ("identity", "dma"):
+            sys.busy.add(d)
+            ret = await _set_default_type(sys, d, IOMMU_DOMAIN_IDENTITY if dom == "identity" else IOMMU_DOMAIN_DMA)
+        else:
+            domain, err = sys._domain(dom)
+            if err:
+                return err
+            sys.busy.add(d)
+            sys._hold(domain)
+            ret = await _attach_user_domain(sys, d, domain)
+            if ret == 0:
+                sys.attached[d] = domain
+            sys._unhold(domain)
+        sys.busy.discard(d)
+        return ret
+
+    return await _op(f"attach(vpu{dev}, {dom if isinstance(dom, str) else _dom_name(dom)})", body)
+
+
+async def op_detach(sys, dev):
+    """Detach the user domain of ``dev``: back to blocking (owned) or default."""
+
+    async def body():
+        d = sys.devices[dev]
+        cur = sys.attached[d]
+        if d in sys.busy:
+            return -EBUSY
+        if cur is None:
+            return 0
+        sys.busy.add(d)
+        sys._hold(cur)
+        if sys.owned[d]:
+            await iommu_detach_group(cur, d.iommu_group)
+        else:
+            await iommu_detach_device(cur, d)
+        sys.attached[d] = None
+        sys._unhold(cur)
+        sys.busy.discard(d)
+        return 0
+
+    return await _op(f"detach(vpu{dev})", body)
+
+
+async def op_claim_dma_owner(sys, dev):
+    """VFIO opens the device: ``iommu_device_claim_dma_owner`` (blocking domain)."""
+
+    async def body():
+        d = sys.devices[dev]
+        if d in sys.busy:
+            return -EBUSY
+        sys.busy.add(d)
+        ret = await iommu_device_claim_dma_owner(d, sys)
+        if ret == 0:
+            sys.owned[d] += 1
+        sys.busy.discard(d)
+        return ret
+
+    return await _op(f"claim(vpu{dev})", body)
+
+
+async def op_release_dma_owner(sys, dev):
+    """VFIO closes it: the last release puts the default domain back."""
+
+    async def body():
+        d = sys.devices[dev]
+        if not sys.owned[d]:
+            return -EINVAL
+        if d in sys.busy:
+            return -EBUSY
+        sys.busy.add(d)
+        cur = sys.attached[d]
+        if cur is not None:
+            sys._hold(cur)
+        await iommu_device_release_dma_owner(d)
+        sys.owned[d] -= 1
+        if not sys.owned[d]:
+            sys.attached[d] = None  # the default domain replaced it
+        if cur is not None:
+            sys._unhold(cur)
+        sys.busy.discard(d)
+        return 0
+
+    return await _op(f"release(vpu{dev})", body)
+
+
+async def op_domain_alloc(sys, dom, dev=None):
+    """Allocate a paging domain into free slot ``dom`` (for ``dev``'s IOMMU)."""
+
+    async def body():
+        if not 0 <= dom < len(sys.slots):
+            return -EINVAL
+        if sys.slots[dom] is not None or dom in sys.reserved:
+            return -EBUSY
+        sys.reserved.add(dom)
+        d = sys.devices[(dom if dev is None else dev) % len(sys.devices)]
+        domain = await iommu_paging_domain_alloc(d)
+        sys.reserved.discard(dom)
+        if IS_ERR(domain):
+            return domain
+        sys.slots[dom] = domain
+        sys.in_use[domain] = 0
+        return 0
+
+    return await _op(f"domain_alloc(d{dom})", body)
+
+
+async def op_domain_free(sys, dom):
+    """``iommu_domain_free`` of slot ``dom``: -EBUSY while attached or in use."""
+
+    async def body():
+        domain, err = sys._domain(dom)
+        if err:
+            return err
+        if sys.in_use.get(domain, 0) or any(a is domain for a in sys.attached.values()):
+            return -EBUSY
+        sys.slots[dom] = None
+        del sys.in_use[domain]
+        await iommu_domain_free(domain)
+        return 0
+
+    return await _op(f"domain_free(d{dom})", body)
+
+
+async def op_suspend(sys, dev):
+    """The master's driver is idle: ``pm_runtime_put`` (the worker suspends it,
+    then the IOMMU through the device link)."""
+
+    async def body():
+        d = sys.devices[dev]
+        if not sys.pm_refs[d]:
+            return -EINVAL
+        sys.pm_refs[d] -= 1
+        return await pm_runtime_put(d)
+
+    return await _op(f"suspend(vpu{dev})", body)
+
+
+async def op_resume(sys, dev):
+    """The master's driver needs it: ``pm_runtime_resume_and_get`` (IOMMU first)."""
+
+    async def body():
+        d = sys.devices[dev]
+        ret = await pm_runtime_resume_and_get(d)
+        if ret == 0:
+            sys.pm_refs[d] += 1
+        return ret
+
+    return await _op(f"resume(vpu{dev})", body)
+
+
+async def _dma(sys, dev, iova, write):
+    master = sys.masters[dev]
+    cpu = current()
+    await cpu.sched.point(cpu)
+    if master.dev.power.runtime_status != RPM_ACTIVE:
+        return -EIO  # a runtime-suspended device issues no DMA
+    return master.issue(iova, write)
+
+
+async def op_dma(sys, dev, iova, write=False):
+    """The master of ``dev`` issues one access at ``iova`` (if it is powered):
+    the :class:`~model.hw.DmaAccess`, or -EIO."""
+    return await _op(f"dma(vpu{dev}, {iova:#x}, {'w' if write else 'r'})", lambda: _dma(sys, dev, iova, write))
+
+
+async def op_fault_irq(sys, dev):
+    """A DMA at an IOVA nobody maps: the IOMMU faults and raises its IRQ."""
+    return await _op(f"fault(vpu{dev})", lambda: _dma(sys, dev, FAULT_IOVA, False))
+
+
+# -- teardown ----------------------------------------------------------------------
+
+
+async def teardown(sys):
+    """Detach, free the user domains, drop the PM references, release the
+    devices (default and blocking domains go with them), run the queued PM
+    work: afterwards nothing the workload or the driver allocated is live."""
+    for d in sys.devices:
+        while sys.owned[d]:
+            await iommu_device_release_dma_owner(d)
+            sys.owned[d] -= 1
+            if not sys.owned[d]:
+                sys.attached[d] = None
+        cur = sys.attached[d]
+        if cur is not None:
+            await iommu_detach_device(cur, d)
+            sys.attached[d] = None
+    for s, domain in enumerate(sys.slots):
+        if isinstance(domain, IommuDomain):
+            sys.slots[s] = None
+            await iommu_domain_free(domain)
+    for d in sys.devices:
+        while sys.pm_refs[d]:
+            sys.pm_refs[d] -= 1
+            await pm_runtime_put(d)
+    await flush_pm_wq(sys.kernel)
+    for d in sys.devices:
+        await iommu_release_device(d)
+    await flush_pm_wq(sys.kernel)
+
+
+# -- programs (stress.workload) ------------------------------------------------------
+
+
+def _gfp_of(name):
+    if isinstance(name, int):
+        return name
+    value = getattr(_gfp, name, None)
+    if not isinstance(value, int):
+        raise ValueError(f"unknown gfp {name!r}")
+    return value
+
+
+PROGRAM_OPS = {
+    "map": lambda s, a: op_map(s, a["dom"], iova_of(a["iova"]), a.get("pages", 1) * SZ_4K, _gfp_of(a.get("gfp", "GFP_KERNEL_ACCOUNT"))),
+    "unmap": lambda s, a: op_unmap(s, a["dom"], iova_of(a["iova"]), a.get("pages", 1) * SZ_4K),
+    "attach": lambda s, a: op_attach(s, a["dev"], a["dom"]),
+    "attach_identity": lambda s, a: op_attach(s, a["dev"], "identity"),
+    "attach_blocked": lambda s, a: op_attach(s, a["dev"], "blocked"),
+    "attach_dma": lambda s, a: op_attach(s, a["dev"], "dma"),
+    "detach": lambda s, a: op_detach(s, a["dev"]),
+    "claim": lambda s, a: op_claim_dma_owner(s, a["dev"]),
+    "release": lambda s, a: op_release_dma_owner(s, a["dev"]),
+    "dom_alloc": lambda s, a: op_domain_alloc(s, a["dom"]),
+    "dom_free": lambda s, a: op_domain_free(s, a["dom"]),
+    "suspend": lambda s, a: op_suspend(s, a["dev"]),
+    "resume": lambda s, a: op_resume(s, a["dev"]),
+    "dma": lambda s, a: op_dma(s, a["dev"], iova_of(a["iova"]), bool(a.get("write", False))),
+    "fault": lambda s, a: op_fault_irq(s, a["dev"]),
+    "iova_to_phys": lambda s, a: op_iova_to_phys(s, a["dom"], iova_of(a["iova"])),
+}
+
+
+def run_program_op(sys, op):
+    """The coroutine of one program step ``[kind, {args}]``."""
+    kind, args = op
+    return PROGRAM_OPS[kind](sys, args)
+
+
+def _check_program(cfg, program):
+    for op in program:
+        if not (isinstance(op, (list, tuple)) and len(op) == 2 and isinstance(op[1], dict)):
+            raise ValueError(f"a program step is [kind, {{args}}], not {op!r}")
+        kind, args = op
+        if kind not in PROGRAM_OPS:
+            raise ValueError(f"unknown operation {kind!r} (known: {', '.join(sorted(PROGRAM_OPS))})")
+        if "dev" in args and not 0 <= args["dev"] < cfg.iommus:
+            raise ValueError(f"{kind}: device {args['dev']} out of range (iommus={cfg.iommus})")
+        if "dom" in args and isinstance(args["dom"], int) and not 0 <= args["dom"] < cfg.domains:
+            raise ValueError(f"{kind}: domain {args['dom']} out of range (domains={cfg.domains})")
+        if "gfp" in args:
+            _gfp_of(args["gfp"])
+
+
+def build_scenario(kernel, driver_cls, config):
+    """One CPU body per program of ``config["programs"]`` on a booted System."""
+    cfg = SystemConfig.from_dict(config)
+    programs = config.get("programs") or []
+    for program in programs:
+        _check_program(cfg, program)
+    sys = System.boot(kernel, driver_cls, cfg)
+
+    def body_for(program):
+        async def body():
+            for op in program:
+                await run_program_op(sys, op)
+
+        return body
+
+    return [body_for(p) for p in programs]
