@@ -10,6 +10,7 @@ a :class:`DmaMaster` issues accesses (hook ``dma`` with a
 from .clk import ClkBulk, clk_bulk_disable, clk_bulk_enable, clk_bulk_prepare, clk_bulk_unprepare, devm_clk_bulk_get_all
 from .master import DmaAccess, DmaMaster
 from .mmu import IommuHw, readl, writel
+from . import regs as _regs
 from .regs import *  # noqa: F401,F403  (register offsets and bits)
 from .tlb import Tlb, TlbEntry
 from .walker import Walk, reachable_pages, walk
@@ -31,4 +32,4 @@ __all__ = [
     "Walk",
     "walk",
     "reachable_pages",
-]
+] + [n for n in dir(_regs) if n[:1].isupper()]
