@@ -15,6 +15,7 @@ kind from the fixed vocabulary:
 
 from .dma32 import Dma32Oracle
 from .gfp import GfpAccountingOracle
+from .isolation import IsolationOracle
 from .leak import LeakOracle
 from .pagetable import PageTableOracle
 from .power import PowerOracle
@@ -25,6 +26,7 @@ ORACLES = {
     "pagetable": PageTableOracle,
     "leak": LeakOracle,
     "gfp": GfpAccountingOracle,
+    "isolation": IsolationOracle,
 }
 
 __all__ = ["ORACLES"]

@@ -7,7 +7,8 @@ caller asked for it (``GFP_KERNEL_ACCOUNT``, as VFIO does).
 """
 
 from model.kernel.core import model_stack
-from model.kernel.gfp import __GFP_ACCOUNT, gfp_name
+from model.kernel.gfp import ___GFP_ACCOUNT as GFP_ACCOUNT_BIT  # no __ names in classes: mangling
+from model.kernel.gfp import gfp_name
 
 
 class GfpAccountingOracle:
@@ -30,7 +31,7 @@ class GfpAccountingOracle:
         if not stack or cpu.hardirq:
             return
         asked = stack[-1]
-        if asked & __GFP_ACCOUNT and not obj.gfp & __GFP_ACCOUNT:
+        if asked & GFP_ACCOUNT_BIT and not obj.gfp & GFP_ACCOUNT_BIT:
             frames = model_stack(2)
             msg = (
                 f"iommu_map(gfp={gfp_name(asked)}) allocated {obj!r} with {gfp_name(obj.gfp)}: "

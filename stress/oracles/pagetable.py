@@ -2,7 +2,9 @@
 hardware still points at (its table base, or a TLB line filled from it) was freed.
 """
 
+from model.hw.walker import reachable_pages
 from model.kernel.core import model_stack
+from model.kernel.mm import Page
 
 
 class PageTableOracle:
@@ -16,13 +18,13 @@ class PageTableOracle:
             self._report(None, f"{hw.name} walked table page {page!r} after it was freed", ())
 
     def free(self, cpu, obj):
+        if not isinstance(obj, Page):
+            return
         for hw in self.kernel.devices:
-            refs = getattr(hw, "referenced_pages", None)
-            if refs is None:
-                continue
-            if obj in refs():
+            # Only a translating MMU walks its tables (paging on, clocks on).
+            if getattr(hw, "paging", False) and hw.powered and obj in reachable_pages(hw):
                 stack = model_stack(2)
-                self._report(cpu, f"{obj!r} freed while {hw.name} still references it", stack)
+                self._report(cpu, f"{obj!r} freed while {hw.name} still translates through it", stack)
 
     def _report(self, cpu, msg, stack):
         self.kernel.report(
