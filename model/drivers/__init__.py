@@ -19,6 +19,10 @@ DRIVERS = {
     "vsi-fixed": VsiFixed,
 }
 
+from .mutants import ZOO as _ZOO  # noqa: E402  (the bug zoo: one-method mutants of vsi-fixed)
+
+DRIVERS.update({cls.name: cls for _, _, cls, _ in _ZOO})
+
 _ENTRY_POINT_GROUP = "iommu_stress.drivers"
 _entry_points_loaded = False
 
