@@ -22,6 +22,7 @@ __all__ = [
     "draw_programs",
     "driver_scenario",
     "DriverWorkload",
+    "bench_workload",
 ]
 
 #: operation kinds, with the argument names each takes
@@ -96,6 +97,8 @@ def _resolve_driver(name):
         return get_driver(name)
     except LookupError as e:
         raise UsageError(str(e)) from None
+    except Exception as e:  # a user driver module that raises on import
+        raise UsageError(f"driver {name!r} raised on import: {type(e).__name__}: {e}") from None
 
 
 def driver_scenario(name, config):
@@ -135,3 +138,30 @@ class DriverWorkload:
     def __call__(self, kernel):
         scenario, _ = self.for_schedule(0, 0)
         return scenario(kernel)
+
+
+def bench_workload(quick, bare_points_per_s):
+    """Points/s and schedules/s of a representative driver mix, every checker on.
+
+    4 CPUs running map/unmap/attach/suspend/resume/DMA on ``vsi-fixed``;
+    ``model_cost_per_point`` is the bare engine's points/s (measured in the
+    same run) over this one's: how much the full model costs per point.
+    """
+    import time
+
+    from .engine import explore
+
+    cfg = workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"])
+    scenario = driver_scenario("vsi-fixed", cfg)
+    n = 30 if quick else 300
+    t0 = time.perf_counter()
+    result = explore(scenario, strategy="pct", schedules=n, seed=0, shrink=False)
+    elapsed = time.perf_counter() - t0
+    if result.found:
+        raise RuntimeError(f"vsi-fixed reported {result.violations[0].kind} in the bench workload")
+    pts = result.points / elapsed
+    return {
+        "workload_points_per_s": pts,
+        "workload_schedules_per_s": result.schedules / elapsed,
+        "model_cost_per_point": bare_points_per_s / pts,
+    }

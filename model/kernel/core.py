@@ -127,26 +127,42 @@ def model_stack(skip=1, limit=12):
 
     Used for the stacks of splats.  Engine frames (checkers) are skipped and
     the walk stops at the scheduler; kernel primitives appear by name only,
-    everything else as ``function+line``.
+    everything else as ``function+line``.  How a code object is shown is
+    decided once and cached: this runs on every lock acquisition.
     """
     f = sys._getframe(skip)
     out = []
     while f is not None and len(out) < limit:
-        mod = f.f_globals.get("__name__", "")
-        if mod in _STOP_MODULES or mod.startswith(("trio", "outcome", "hypothesis")):
+        code = f.f_code
+        how = _HOW.get(code)
+        if how is None:
+            how = _HOW[code] = _classify(f)
+        if how is _STOP:
             break
-        name = f.f_code.co_name
-        if mod.startswith("model.kernel"):
-            if name in _PRIMITIVES:
-                out.append(name)
-        elif not mod.startswith(_SKIP_PREFIXES):
-            out.append(f"{name}+{f.f_lineno}")
+        if how is _LINE:
+            out.append(f"{code.co_name}+{f.f_lineno}")
+        elif how is not _SKIP:
+            out.append(how)
         f = f.f_back
     return tuple(out)
 
 
+_STOP, _SKIP, _LINE = object(), object(), object()
+_HOW = {}
 _STOP_MODULES = frozenset({"stress.scheduler", "stress.engine"})
 _SKIP_PREFIXES = ("stress.lockdep", "stress.race", "stress.trace", "stress.oracles", "stress.checkers")
+
+
+def _classify(frame):
+    mod = frame.f_globals.get("__name__", "")
+    name = frame.f_code.co_name
+    if mod in _STOP_MODULES or mod.startswith(("trio", "outcome", "hypothesis")):
+        return _STOP
+    if mod.startswith("model.kernel"):
+        return name if name in _PRIMITIVES else _SKIP
+    if mod.startswith(_SKIP_PREFIXES):
+        return _SKIP
+    return _LINE
 
 
 # Primitive names that stay visible in stacks (the rest of model.kernel is plumbing).
