@@ -57,7 +57,7 @@ from model.iommu import (
     iommu_unmap,
     platform_driver_probe,
 )
-from model.kernel import GFP_ATOMIC, GFP_KERNEL, GFP_KERNEL_ACCOUNT, ModelBug, current
+from model.kernel import GFP_ATOMIC, GFP_KERNEL_ACCOUNT, ModelBug, current
 from model.kernel import gfp as _gfp
 from model.kernel.pm import (
     RPM_ACTIVE,
@@ -87,6 +87,7 @@ __all__ = [
     "op_dma",
     "op_fault_irq",
     "op_iova_to_phys",
+    "add_dma_agent",
     "teardown",
     "build_scenario",
     "run_program_op",
@@ -230,15 +231,19 @@ def _dom_name(dom):
     return f"default{dom[1]}" if isinstance(dom, tuple) else f"d{dom}"
 
 
-async def _op(name, body):
-    """Run ``body()`` as workload operation ``name`` (op_begin/op_end hooks)."""
+def _begin(name):
+    """Workload operation ``name`` starts on this CPU (hook ``op_begin``)."""
     cpu = current()
     cpu.op = name
     for fn in cpu.kernel.hooks.op_begin:
         fn(cpu, name)
-    ret = await body()
+    return cpu
+
+
+def _end(cpu, ret):
+    """... and returns ``ret`` (hook ``op_end``)."""
     for fn in cpu.kernel.hooks.op_end:
-        fn(cpu, name)
+        fn(cpu, cpu.op)
     cpu.op = None
     return ret
 
@@ -249,46 +254,39 @@ async def _op(name, body):
 async def op_map(sys, dom, iova, size=SZ_4K, gfp=None, prot=PROT_RW):
     """``iommu_map`` on a user domain (slot ``dom``; VFIO: GFP_KERNEL_ACCOUNT) or on
     a device's default domain (``("default", i)``; the DMA API: GFP_ATOMIC)."""
-
-    async def body():
-        domain, err = sys._domain(dom)
-        if err:
-            return err
-        g = gfp if gfp is not None else (GFP_ATOMIC if isinstance(dom, tuple) else GFP_KERNEL_ACCOUNT)
-        sys._hold(domain)
-        ret = await iommu_map(domain, iova, sys.alloc_paddr(size), size, prot, g)
-        sys._unhold(domain)
-        return ret
-
-    return await _op(f"map({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)", body)
+    cpu = _begin(f"map({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)")
+    domain, err = sys._domain(dom)
+    if err:
+        return _end(cpu, err)
+    if gfp is None:
+        gfp = GFP_ATOMIC if isinstance(dom, tuple) else GFP_KERNEL_ACCOUNT
+    sys._hold(domain)
+    ret = await iommu_map(domain, iova, sys.alloc_paddr(size), size, prot, gfp)
+    sys._unhold(domain)
+    return _end(cpu, ret)
 
 
 async def op_unmap(sys, dom, iova, size=SZ_4K):
     """``iommu_unmap``: the bytes unmapped, or -errno when the domain is gone."""
-
-    async def body():
-        domain, err = sys._domain(dom)
-        if err:
-            return err
-        sys._hold(domain)
-        ret = await iommu_unmap(domain, iova, size)
-        sys._unhold(domain)
-        return ret
-
-    return await _op(f"unmap({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)", body)
+    cpu = _begin(f"unmap({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)")
+    domain, err = sys._domain(dom)
+    if err:
+        return _end(cpu, err)
+    sys._hold(domain)
+    ret = await iommu_unmap(domain, iova, size)
+    sys._unhold(domain)
+    return _end(cpu, ret)
 
 
 async def op_iova_to_phys(sys, dom, iova):
-    async def body():
-        domain, err = sys._domain(dom)
-        if err:
-            return err
-        sys._hold(domain)
-        ret = await iommu_iova_to_phys(domain, iova)
-        sys._unhold(domain)
-        return ret
-
-    return await _op(f"iova_to_phys({_dom_name(dom)}, {iova:#x})", body)
+    cpu = _begin(f"iova_to_phys({_dom_name(dom)}, {iova:#x})")
+    domain, err = sys._domain(dom)
+    if err:
+        return _end(cpu, err)
+    sys._hold(domain)
+    ret = await iommu_iova_to_phys(domain, iova)
+    sys._unhold(domain)
+    return _end(cpu, ret)
 
 
 async def _attach_user_domain(sys, dev, domain):
@@ -326,162 +324,138 @@ async def op_attach(sys, dev, dom):
     """Attach to device ``dev`` (an index): user domain slot ``dom``, or
     ``"blocked"`` (an owned group detaches its user domain), ``"identity"`` /
     ``"dma"`` (a new default domain of that type, as through sysfs)."""
-
-    async def body():
-        d = sys.devices[dev]
-        if d in sys.busy:
-            return -EBUSY
-        if dom == "blocked":
-            sys.busy.add(d)
-            ret = await _block(sys, d)
-        elif dom in ("identity", "dma"):
-            sys.busy.add(d)
-            ret = await _set_default_type(sys, d, IOMMU_DOMAIN_IDENTITY if dom == "identity" else IOMMU_DOMAIN_DMA)
-        else:
-            domain, err = sys._domain(dom)
-            if err:
-                return err
-            sys.busy.add(d)
-            sys._hold(domain)
-            ret = await _attach_user_domain(sys, d, domain)
-            if ret == 0:
-                sys.attached[d] = domain
-            sys._unhold(domain)
-        sys.busy.discard(d)
-        return ret
-
-    return await _op(f"attach(vpu{dev}, {dom if isinstance(dom, str) else _dom_name(dom)})", body)
+    cpu = _begin(f"attach(vpu{dev}, {dom if isinstance(dom, str) else _dom_name(dom)})")
+    d = sys.devices[dev]
+    if d in sys.busy:
+        return _end(cpu, -EBUSY)
+    if dom == "blocked":
+        sys.busy.add(d)
+        ret = await _block(sys, d)
+    elif dom in ("identity", "dma"):
+        sys.busy.add(d)
+        ret = await _set_default_type(sys, d, IOMMU_DOMAIN_IDENTITY if dom == "identity" else IOMMU_DOMAIN_DMA)
+    else:
+        domain, err = sys._domain(dom)
+        if err:
+            return _end(cpu, err)
+        sys.busy.add(d)
+        sys._hold(domain)
+        ret = await _attach_user_domain(sys, d, domain)
+        if ret == 0:
+            sys.attached[d] = domain
+        sys._unhold(domain)
+    sys.busy.discard(d)
+    return _end(cpu, ret)
 
 
 async def op_detach(sys, dev):
     """Detach the user domain of ``dev``: back to blocking (owned) or default."""
-
-    async def body():
-        d = sys.devices[dev]
-        cur = sys.attached[d]
-        if d in sys.busy:
-            return -EBUSY
-        if cur is None:
-            return 0
-        sys.busy.add(d)
-        sys._hold(cur)
-        if sys.owned[d]:
-            await iommu_detach_group(cur, d.iommu_group)
-        else:
-            await iommu_detach_device(cur, d)
-        sys.attached[d] = None
-        sys._unhold(cur)
-        sys.busy.discard(d)
-        return 0
-
-    return await _op(f"detach(vpu{dev})", body)
+    cpu = _begin(f"detach(vpu{dev})")
+    d = sys.devices[dev]
+    cur = sys.attached[d]
+    if d in sys.busy:
+        return _end(cpu, -EBUSY)
+    if cur is None:
+        return _end(cpu, 0)
+    sys.busy.add(d)
+    sys._hold(cur)
+    if sys.owned[d]:
+        await iommu_detach_group(cur, d.iommu_group)
+    else:
+        await iommu_detach_device(cur, d)
+    sys.attached[d] = None
+    sys._unhold(cur)
+    sys.busy.discard(d)
+    return _end(cpu, 0)
 
 
 async def op_claim_dma_owner(sys, dev):
     """VFIO opens the device: ``iommu_device_claim_dma_owner`` (blocking domain)."""
-
-    async def body():
-        d = sys.devices[dev]
-        if d in sys.busy:
-            return -EBUSY
-        sys.busy.add(d)
-        ret = await iommu_device_claim_dma_owner(d, sys)
-        if ret == 0:
-            sys.owned[d] += 1
-        sys.busy.discard(d)
-        return ret
-
-    return await _op(f"claim(vpu{dev})", body)
+    cpu = _begin(f"claim(vpu{dev})")
+    d = sys.devices[dev]
+    if d in sys.busy:
+        return _end(cpu, -EBUSY)
+    sys.busy.add(d)
+    ret = await iommu_device_claim_dma_owner(d, sys)
+    if ret == 0:
+        sys.owned[d] += 1
+    sys.busy.discard(d)
+    return _end(cpu, ret)
 
 
 async def op_release_dma_owner(sys, dev):
     """VFIO closes it: the last release puts the default domain back."""
-
-    async def body():
-        d = sys.devices[dev]
-        if not sys.owned[d]:
-            return -EINVAL
-        if d in sys.busy:
-            return -EBUSY
-        sys.busy.add(d)
-        cur = sys.attached[d]
-        if cur is not None:
-            sys._hold(cur)
-        await iommu_device_release_dma_owner(d)
-        sys.owned[d] -= 1
-        if not sys.owned[d]:
-            sys.attached[d] = None  # the default domain replaced it
-        if cur is not None:
-            sys._unhold(cur)
-        sys.busy.discard(d)
-        return 0
-
-    return await _op(f"release(vpu{dev})", body)
+    cpu = _begin(f"release(vpu{dev})")
+    d = sys.devices[dev]
+    if not sys.owned[d]:
+        return _end(cpu, -EINVAL)
+    if d in sys.busy:
+        return _end(cpu, -EBUSY)
+    sys.busy.add(d)
+    cur = sys.attached[d]
+    if cur is not None:
+        sys._hold(cur)
+    await iommu_device_release_dma_owner(d)
+    sys.owned[d] -= 1
+    if not sys.owned[d]:
+        sys.attached[d] = None  # the default domain replaced it
+    if cur is not None:
+        sys._unhold(cur)
+    sys.busy.discard(d)
+    return _end(cpu, 0)
 
 
 async def op_domain_alloc(sys, dom, dev=None):
     """Allocate a paging domain into free slot ``dom`` (for ``dev``'s IOMMU)."""
-
-    async def body():
-        if not 0 <= dom < len(sys.slots):
-            return -EINVAL
-        if sys.slots[dom] is not None or dom in sys.reserved:
-            return -EBUSY
-        sys.reserved.add(dom)
-        d = sys.devices[(dom if dev is None else dev) % len(sys.devices)]
-        domain = await iommu_paging_domain_alloc(d)
-        sys.reserved.discard(dom)
-        if IS_ERR(domain):
-            return domain
-        sys.slots[dom] = domain
-        sys.in_use[domain] = 0
-        return 0
-
-    return await _op(f"domain_alloc(d{dom})", body)
+    cpu = _begin(f"domain_alloc(d{dom})")
+    if not 0 <= dom < len(sys.slots):
+        return _end(cpu, -EINVAL)
+    if sys.slots[dom] is not None or dom in sys.reserved:
+        return _end(cpu, -EBUSY)
+    sys.reserved.add(dom)
+    d = sys.devices[(dom if dev is None else dev) % len(sys.devices)]
+    domain = await iommu_paging_domain_alloc(d)
+    sys.reserved.discard(dom)
+    if IS_ERR(domain):
+        return _end(cpu, domain)
+    sys.slots[dom] = domain
+    sys.in_use[domain] = 0
+    return _end(cpu, 0)
 
 
 async def op_domain_free(sys, dom):
     """``iommu_domain_free`` of slot ``dom``: -EBUSY while attached or in use."""
-
-    async def body():
-        domain, err = sys._domain(dom)
-        if err:
-            return err
-        if sys.in_use.get(domain, 0) or any(a is domain for a in sys.attached.values()):
-            return -EBUSY
-        sys.slots[dom] = None
-        del sys.in_use[domain]
-        await iommu_domain_free(domain)
-        return 0
-
-    return await _op(f"domain_free(d{dom})", body)
+    cpu = _begin(f"domain_free(d{dom})")
+    domain, err = sys._domain(dom)
+    if err:
+        return _end(cpu, err)
+    if sys.in_use.get(domain, 0) or any(a is domain for a in sys.attached.values()):
+        return _end(cpu, -EBUSY)
+    sys.slots[dom] = None
+    del sys.in_use[domain]
+    await iommu_domain_free(domain)
+    return _end(cpu, 0)
 
 
 async def op_suspend(sys, dev):
     """The master's driver is idle: ``pm_runtime_put`` (the worker suspends it,
     then the IOMMU through the device link)."""
-
-    async def body():
-        d = sys.devices[dev]
-        if not sys.pm_refs[d]:
-            return -EINVAL
-        sys.pm_refs[d] -= 1
-        return await pm_runtime_put(d)
-
-    return await _op(f"suspend(vpu{dev})", body)
+    cpu = _begin(f"suspend(vpu{dev})")
+    d = sys.devices[dev]
+    if not sys.pm_refs[d]:
+        return _end(cpu, -EINVAL)
+    sys.pm_refs[d] -= 1
+    return _end(cpu, await pm_runtime_put(d))
 
 
 async def op_resume(sys, dev):
     """The master's driver needs it: ``pm_runtime_resume_and_get`` (IOMMU first)."""
-
-    async def body():
-        d = sys.devices[dev]
-        ret = await pm_runtime_resume_and_get(d)
-        if ret == 0:
-            sys.pm_refs[d] += 1
-        return ret
-
-    return await _op(f"resume(vpu{dev})", body)
+    cpu = _begin(f"resume(vpu{dev})")
+    d = sys.devices[dev]
+    ret = await pm_runtime_resume_and_get(d)
+    if ret == 0:
+        sys.pm_refs[d] += 1
+    return _end(cpu, ret)
 
 
 async def _dma(sys, dev, iova, write):
@@ -496,12 +470,26 @@ async def _dma(sys, dev, iova, write):
 async def op_dma(sys, dev, iova, write=False):
     """The master of ``dev`` issues one access at ``iova`` (if it is powered):
     the :class:`~model.hw.DmaAccess`, or -EIO."""
-    return await _op(f"dma(vpu{dev}, {iova:#x}, {'w' if write else 'r'})", lambda: _dma(sys, dev, iova, write))
+    cpu = _begin(f"dma(vpu{dev}, {iova:#x}, {'w' if write else 'r'})")
+    return _end(cpu, await _dma(sys, dev, iova, write))
 
 
 async def op_fault_irq(sys, dev):
     """A DMA at an IOVA nobody maps: the IOMMU faults and raises its IRQ."""
-    return await _op(f"fault(vpu{dev})", lambda: _dma(sys, dev, FAULT_IOVA, False))
+    cpu = _begin(f"fault(vpu{dev})")
+    return _end(cpu, await _dma(sys, dev, FAULT_IOVA, False))
+
+
+def add_dma_agent(sys, dev, iovas, write=False):
+    """Make the DMA master of ``dev`` an agent of its own: it issues one access
+    per IOVA of ``iovas``, chosen by the scheduler like any CPU.  Call it while
+    building the scenario (agents start with the CPUs)."""
+
+    async def agent():
+        for iova in iovas:
+            await op_dma(sys, dev, iova, write)
+
+    sys.kernel.add_agent(f"dma:vpu{dev}", agent, kind="dma")
 
 
 # -- teardown ----------------------------------------------------------------------

@@ -65,6 +65,7 @@ from model.kernel.pm import (
 from model.workloads import (
     FAULT_IOVA,
     System,
+    add_dma_agent,
     build_scenario,
     iova_of,
     op_attach,
@@ -407,7 +408,7 @@ def test_suspend_resume_and_fault_irq():
         assert hw.powered and hw.paging and hw.base == sys.slots[1].dt.phys and len(hw.tlb) == 0
         assert (await op_dma(sys, 1, X)).outcome == "walk"
         acc = await op_fault_irq(sys, 1)
-        assert acc.outcome == "fault" and k.irq.pending == [hw.irq]
+        assert acc.outcome == "fault" and acc.iova == FAULT_IOVA and k.irq.pending == [hw.irq]
         # deliver it: the handler acknowledges the fault
         k.irq.pending.clear()
         await k.irq.handle(k.cpus[0], hw.irq)
@@ -580,7 +581,15 @@ async def map_claim_release(sys):
     await op_release_dma_owner(sys, 0)
 
 
+def dma_agent_scenario(kernel):
+    """The DMA master as an agent of its own, beside CPUs switching and unmapping."""
+    sys = System.boot(kernel, VsiFixed)
+    add_dma_agent(sys, 0, [X, X + 0x1000, X, Y, X])
+    return [lambda: switch_domains(sys), lambda: map_unmap_both(sys), lambda: suspend_resume(sys)]
+
+
 CLEAN = {
+    "dma-agent": dma_agent_scenario,
     "map-unmap-dma": scenario(map_attach_unmap, dma_x, map_unmap_y),
     "switch-domains": scenario(switch_domains, map_unmap_both, dma_and_fault),
     "pm-vs-attach": scenario(suspend_resume, attach_map_dma, fault_unmap_resume),

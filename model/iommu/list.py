@@ -35,6 +35,9 @@ class ListNode:
         self.entry = entry
         self.head = None
 
+    def __repr__(self):
+        return repr(self.entry)
+
 
 def INIT_LIST_HEAD(name):
     return ListHead(name)

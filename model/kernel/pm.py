@@ -381,7 +381,12 @@ async def rpm_suspend(dev, rpmflags):
             return retval
         # The autosuspend delay has not expired yet: in virtual time that is
         # "the worker will do it later" (the timer queues an async request).
-        if rpmflags & RPM_AUTO and power.use_autosuspend and not rpmflags & RPM_NOWAIT:
+        if (
+            rpmflags & RPM_AUTO
+            and power.use_autosuspend
+            and not rpmflags & RPM_NOWAIT
+            and power.runtime_status != RPM_SUSPENDING
+        ):
             _queue_request(dev, RPM_REQ_AUTOSUSPEND)
             return 0
         # Other scheduled or pending requests need to be canceled.
