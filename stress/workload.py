@@ -32,6 +32,8 @@ OP_KINDS = {
     "attach": ("dev", "dom"),
     "attach_identity": ("dev",),
     "attach_blocked": ("dev",),
+    "attach_dma": ("dev",),
+    "detach": ("dev",),
     "claim": ("dev",),
     "release": ("dev",),
     "dom_alloc": ("dom",),
