@@ -1,0 +1,142 @@
+"""Produce the README's tables: the bug zoo and the driver history.
+
+    python benchmarks/readme_tables.py            # print both tables (markdown)
+    python benchmarks/readme_tables.py --write    # also replace them in README.md
+
+(a) zoo: for every single-defect mutant, the kind found by ``hunt`` (default
+strategy, pct) and the median schedules and seconds to the first detection
+over 10 seeds, and the size of the shrunk report (operations, preemptions)
+for seed 0.
+(b) history: for vsi-v3, vsi-v3-gfp-or, vsi-mainline and vsi-fixed, every
+distinct kind that ``hunt --all-kinds`` finds in a fixed budget, with a
+line saying in kernel terms what the report shows.
+
+Seconds are wall-clock figures of this machine; everything else is
+deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from stress import explore  # noqa: E402
+from stress.workload import driver_scenario, workload_config  # noqa: E402
+
+SEEDS = range(10)
+ZOO_BUDGET = 3000
+HISTORY_BUDGET = 3000
+HISTORY = ["vsi-v3", "vsi-v3-gfp-or", "vsi-mainline", "vsi-fixed"]
+
+#: what a report of this kind shows, in kernel terms, per driver (or "*")
+EXPLAIN = {
+    ("*", "sleep-in-atomic"): "a blocking allocation or sleeping call with a spinlock held and irqs off",
+    ("vsi-v3-gfp-or", "sleep-in-atomic"): "`GFP_KERNEL | GFP_ATOMIC` keeps `__GFP_DIRECT_RECLAIM`: map allocates a page table that may sleep under the irqsave domain lock",
+    ("vsi-v3", "gfp-accounting-dropped"): "map allocates page tables with a forced `GFP_ATOMIC | GFP_DMA32`: VFIO's `GFP_KERNEL_ACCOUNT` is dropped, the memory is not charged to the memcg",
+    ("vsi-v3", "dma-isolation"): "attach goes through the identity domain first: a VFIO-owned device's DMA bypasses translation during the switch",
+    ("vsi-mainline", "sleep-in-atomic"): "the IRQ handler calls `pm_runtime_resume_and_get()`, which may sleep, in hard-IRQ context",
+    ("vsi-mainline", "invalid-access"): "`vsi_iommu_identity_attach()` does `to_vsi_domain()` (container_of) on the bare static identity domain and locks a lock that is not there",
+    ("*", "mmio-while-suspended"): "registers are written while the IOMMU's clocks are off (suspend path not serialised with the others)",
+    ("*", "stale-tlb"): "a DMA used a TLB entry whose mapping was already unmapped and synced: a lost invalidation",
+    ("*", "dma-isolation"): "a DMA reached memory that no domain the device may use maps at that instant",
+    ("*", "lock-inversion"): "two paths take the same two lock classes in opposite orders",
+    ("*", "irq-lock-inversion"): "a lock taken in the IRQ handler is also taken with interrupts enabled",
+    ("*", "pagetable-use-after-free"): "table pages freed while the hardware still translates through them",
+    ("*", "dma32-violation"): "a table page above 4 GiB handed to 32-bit hardware",
+    ("*", "leak"): "memory left allocated after the devices and domains were released",
+    ("*", "data-race"): "a driver field read and written on two CPUs with no lock ordering them",
+    ("*", "assertion"): "a WARN_ON in the driver or core fired",
+    ("*", "invalid-access"): "a model object used as what it is not (container_of on the wrong type, use after free)",
+    ("*", "deadlock"): "every CPU with work left is blocked",
+    ("*", "lock-held-at-exit"): "an operation returned with a lock held or interrupts off",
+    ("*", "gfp-accounting-dropped"): "an allocation on behalf of a `GFP_KERNEL_ACCOUNT` caller lost `__GFP_ACCOUNT`",
+    ("*", "livelock"): "a CPU did not finish within the step bound",
+}
+
+
+def explain(driver, kind):
+    return EXPLAIN.get((driver, kind)) or EXPLAIN.get(("*", kind), "")
+
+
+def _ops(report):
+    programs = report["target"].get("workload", {}).get("programs") or []
+    return sum(len(p) for p in programs)
+
+
+def zoo_rows():
+    from model.drivers.mutants import ZOO
+
+    rows = []
+    for bug, name, _cls, expected in ZOO:
+        scen = driver_scenario(name, workload_config())
+        found, schedules, seconds, shrunk = [], [], [], None
+        for seed in SEEDS:
+            t0 = time.perf_counter()
+            r = explore(scen, strategy="pct", schedules=ZOO_BUDGET, seed=seed, shrink=seed == 0)
+            seconds.append(time.perf_counter() - t0)
+            if r.found:
+                found.append(r.violations[0].kind)
+                schedules.append(r.violations[0].report["schedule"] + 1)
+                if seed == 0:
+                    shrunk = r.violations[0].report
+        kind = max(set(found), key=found.count) if found else "not found"
+        rows.append(
+            (
+                bug,
+                name,
+                kind,
+                f"{len(found)}/{len(SEEDS)}",
+                statistics.median(schedules) if schedules else "-",
+                f"{statistics.median(seconds):.2f}",
+                f"{_ops(shrunk)} ops, {shrunk['preemptions']} preemptions" if shrunk else "-",
+            )
+        )
+    head = "| id | mutant | kind found | seeds | median schedules | median s | shrunk report (seed 0) |"
+    return [head, "|---|---|---|---|---|---|---|"] + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def history_rows():
+    lines = ["| driver | kinds found (`hunt --all-kinds`, pct, seed 0, %d schedules) | what the report shows |" % HISTORY_BUDGET, "|---|---|---|"]
+    for name in HISTORY:
+        r = explore(driver_scenario(name, workload_config()), strategy="pct", schedules=HISTORY_BUDGET, seed=0, keep_going=True, shrink=False)
+        if not r.found:
+            lines.append(f"| {name} | none | clean over {r.schedules} schedules |")
+            continue
+        for v in sorted(r.violations, key=lambda v: v.kind):
+            lines.append(f"| {name} | {v.kind} | {explain(name, v.kind)} |")
+    return lines
+
+
+def _replace(text, tag, lines):
+    block = f"<!-- {tag} -->\n" + "\n".join(lines) + f"\n<!-- /{tag} -->"
+    pattern = re.compile(rf"<!-- {tag} -->.*?<!-- /{tag} -->", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no <!-- {tag} --> block")
+    return pattern.sub(lambda _: block, text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    args = ap.parse_args()
+    zoo = zoo_rows()
+    print("\n".join(zoo), "\n")
+    history = history_rows()
+    print("\n".join(history))
+    if args.write:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        text = _replace(_replace(text, "zoo-table", zoo), "history-table", history)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
