@@ -104,7 +104,7 @@ class IommuDomain:
         return ()
 
     def __repr__(self):
-        return self.name or f"{domain_type_name(self.type)}-domain@{id(self):x}"
+        return self.name or f"{domain_type_name(self.type)}-domain"
 
 
 def container_of(ptr, cls):
