@@ -12,11 +12,13 @@ from __future__ import annotations
 from model.iommu.driver import validate_driver
 
 from .vsi_fixed import VsiFixed
+from .vsi_mainline import VsiMainline
 
 __all__ = ["DRIVERS", "get_driver", "register_driver"]
 
 DRIVERS = {
     "vsi-fixed": VsiFixed,
+    "vsi-mainline": VsiMainline,
 }
 
 from .mutants import ZOO as _ZOO  # noqa: E402  (the bug zoo: one-method mutants of vsi-fixed)
