@@ -1,0 +1,3 @@
+"""A driver plugin whose module raises on import."""
+
+raise RuntimeError("firmware blob missing")
