@@ -13,12 +13,15 @@ from model.iommu.driver import validate_driver
 
 from .vsi_fixed import VsiFixed
 from .vsi_mainline import VsiMainline
+from .vsi_v3 import VsiV3, VsiV3GfpOr
 
 __all__ = ["DRIVERS", "get_driver", "register_driver"]
 
 DRIVERS = {
     "vsi-fixed": VsiFixed,
     "vsi-mainline": VsiMainline,
+    "vsi-v3": VsiV3,
+    "vsi-v3-gfp-or": VsiV3GfpOr,
 }
 
 from .mutants import ZOO as _ZOO  # noqa: E402  (the bug zoo: one-method mutants of vsi-fixed)
