@@ -116,6 +116,7 @@ class SystemConfig:
     iovas: int = 4  # program IOVA numbers (0 .. iovas-1)
     masters_active: bool = True  # masters resumed at boot (a driver using them)
     default_domain: str = "dma"  # "dma" or "identity" (iommu.passthrough=1)
+    shared_irq: bool = False  # all IOMMUs on one IRQF_SHARED line: every handler runs on every fault
     teardown: bool = True  # give everything back at the end (leak checks)
 
     @classmethod
@@ -162,7 +163,8 @@ class System:
         k, cfg = self.kernel, self.config
         self.driver = drv = self.driver_cls()
         for i in range(cfg.iommus):
-            hw = IommuHw(k, f"iommu{i}", IOMMU_IRQ_BASE + i, layout=getattr(drv, "layout", "rk"))
+            irq = IOMMU_IRQ_BASE if cfg.shared_irq else IOMMU_IRQ_BASE + i
+            hw = IommuHw(k, f"iommu{i}", irq, layout=getattr(drv, "layout", "rk"))
             pdev = PlatformDevice(k, f"iommu{i}", hw)
             ret = await platform_driver_probe(drv, pdev)
             if ret:

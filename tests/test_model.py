@@ -566,6 +566,18 @@ async def pm_dev1(sys):
     await op_resume(sys, 1)
 
 
+async def faults_both(sys):
+    await op_fault_irq(sys, 0)
+    await op_suspend(sys, 1)
+    await op_fault_irq(sys, 0)
+
+
+async def fault_dev1_resume(sys):
+    await op_fault_irq(sys, 1)
+    await op_resume(sys, 1)
+    await op_fault_irq(sys, 1)
+
+
 async def identity_and_back(sys):
     await op_attach(sys, 0, "identity")
     await op_dma(sys, 0, X)
@@ -595,6 +607,7 @@ CLEAN = {
     "pm-vs-attach": scenario(suspend_resume, attach_map_dma, fault_unmap_resume),
     "vfio": scenario(vfio_owner, map_dma_free, map_dma_unmap_free_d0, pm_dev1),
     "identity": scenario(identity_and_back, map_claim_release),
+    "shared-irq": scenario(faults_both, fault_dev1_resume, suspend_resume, config={"shared_irq": True}),
 }
 
 
