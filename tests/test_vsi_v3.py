@@ -127,17 +127,31 @@ def test_hunt_vsi_v3_finds_the_review_points_and_each_replays():
 
 
 def test_identity_window_on_the_vfio_path():
-    """claim DMA ownership, then attach a user domain, while the device DMAs:
-    the access goes through bypass inside ``attach(vpu0, d0)``."""
-    read = ["dma", {"dev": 0, "iova": 0, "write": False}]
-    cfg = dict(programs=[[["claim", {"dev": 0}], ["attach", {"dev": 0, "dom": 0}]], [read] * 6])
+    """VFIO: claim DMA ownership of vpu1, then attach user domain d0, while
+    vpu1 DMAs.  The access goes through bypass inside ``attach(vpu1, d0)``,
+    after ``vsi_iommu_identity_attach`` wrote ``AHB_CONTROL = 0``.
+
+    One user domain, allocated at boot for vpu0, so that iommu1 translates
+    through its default domain after boot (``domain_alloc_paging`` sets
+    ``iommu->domain`` of the IOMMU it is allocated for to identity, and
+    resume then skips the enable: iommu0 is left in bypass from boot).
+    """
+    read = ["dma", {"dev": 1, "iova": 0, "write": False}]
+    cfg = dict(domains=1, programs=[[["claim", {"dev": 1}], ["attach", {"dev": 1, "dom": 0}]], [read] * 6])
     config = stress.workload.workload_config(**cfg)
     scenario = stress.workload.driver_scenario("vsi-v3", config)
-    result = stress.explore(scenario, schedules=400, target={"driver": "vsi-v3", "workload": config}, **HUNT)
+    result = stress.explore(scenario, schedules=200, target={"driver": "vsi-v3", "workload": config}, **HUNT)
     found = {v.kind: v for v in result.violations}
     assert "dma-isolation" in found, set(found)
     v = found["dma-isolation"]
-    assert "bypass" in v.message
+    assert "vpu1" in v.message and "bypass" in v.message
+    out = stress.replay_decisions(scenario, v.report["decisions"], checkers=CHECKERS, trace=True)
+    assert out.violation["kind"] == "dma-isolation"
+    cpu0 = [tuple(e[2:4]) for e in out.timeline if e[1] == "CPU0"]
+    ops = [t for kind, t in cpu0 if kind == "op"]
+    assert ops[-1] == "begin attach(vpu1, d0)", ops
+    after = cpu0[cpu0.index(("op", "begin attach(vpu1, d0)")) :]
+    assert ("mmio", f"write iommu1:{VSI_MMU_AHB_CONTROL_BASE} 0x0") in after, after
     assert replay_kind(v.report) == "dma-isolation"
 
 
