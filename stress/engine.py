@@ -234,6 +234,8 @@ def concretize(scenario, seed, index):
 
 
 def _target_of(scenario):
+    if isinstance(getattr(scenario, "target", None), dict):
+        return scenario.target
     mod, name = getattr(scenario, "__module__", None), getattr(scenario, "__qualname__", None)
     if mod and name and "<" not in name:
         return {"scenario": f"{mod}:{name}"}

@@ -6,7 +6,9 @@ acquisition joins it (Djit+).  Disabling interrupts on a CPU orders its
 process context against its own IRQ handler: ``local_irq_disable``/enable
 act as acquire/release of a per-CPU pseudo lock that the handler holds
 while it runs.  Two accesses to one cell, at least one a write, neither
-ordered before the other, are a ``data-race``.
+ordered before the other, are a ``data-race``.  The boot and teardown
+phases (``kernel.add_setup``/``add_teardown``) happen before and after
+every CPU, so their accesses are never part of a race.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ class RaceDetector:
         self.irqlock[cpu.id] = self._release((cpu.id, 1))
 
     def access(self, cpu, cell, is_write):
+        if cpu.id < 0:
+            # Boot runs before every CPU starts and teardown after all are
+            # done: both are ordered with everything, so neither can race.
+            return
         tid = self._tid(cpu)
         vc = self._clock(tid)
         st = cell.race

@@ -111,17 +111,18 @@ def driver_scenario(name, config):
     """
     driver = _resolve_driver(name)
     if config.get("programs") is not None:
-        return _fixed_scenario(driver, config)
+        return _fixed_scenario(name, driver, config)
     return DriverWorkload(name, driver, config)
 
 
-def _fixed_scenario(driver, config):
+def _fixed_scenario(name, driver, config):
     from model.workloads import build_scenario
 
     def scenario(kernel):
         return build_scenario(kernel, driver, config)
 
-    scenario.__qualname__ = f"workload[{getattr(driver, 'name', driver.__name__)}]"
+    scenario.__qualname__ = f"workload[{name}]"
+    scenario.target = {"driver": name, "workload": config}  # what a report names
     return scenario
 
 
@@ -135,7 +136,8 @@ class DriverWorkload:
 
     def for_schedule(self, seed, index):
         cfg = dict(self.config, programs=draw_programs(self.config, seed, index, self.config.get("kinds")))
-        return _fixed_scenario(self.driver, cfg), {"driver": self.name, "workload": cfg}
+        scenario = _fixed_scenario(self.name, self.driver, cfg)
+        return scenario, scenario.target
 
     def __call__(self, kernel):
         scenario, _ = self.for_schedule(0, 0)
