@@ -28,7 +28,11 @@ from model.hw import (
 from model.kernel import Kernel, set_current
 from model.workloads import System, iova_of, op_attach, op_iova_to_phys, op_map, op_unmap
 
-EXPECTED = {"sleep-in-atomic", "data-race", "invalid-access"}
+# The random hunt also reports a data-race on vsi_iommu->enable between a
+# runtime resume and an earlier runtime suspend; the PM core orders those
+# (the race checker has no happens-before edge through runtime PM), so it is
+# not asserted here; the genuine data-race is the list one below.
+EXPECTED = {"sleep-in-atomic", "invalid-access"}
 HUNT = dict(strategy="pct", schedules=2000, seed=0, keep_going=True, shrink=False)
 
 
@@ -135,15 +139,34 @@ STALE_PROGRAM = [
 ]
 
 
-def test_unmap_while_suspended_leaves_a_stale_tlb_line():
-    checkers = [c for c in default_checkers() if c != "race"]
-    cfg = stress.workload.workload_config(cpus=1, programs=[STALE_PROGRAM])
+def _hunt_program(programs, checkers=None, schedules=50):
+    cfg = stress.workload.workload_config(cpus=len(programs), programs=programs)
     scenario = stress.workload.driver_scenario("vsi-mainline", cfg)
     # (a fixed-program driver scenario does not name its target itself; say it)
     target = {"driver": "vsi-mainline", "workload": cfg}
-    result = stress.explore(
-        scenario, strategy="pct", schedules=50, seed=0, keep_going=True, shrink=False, checkers=checkers, target=target
+    return stress.explore(
+        scenario, strategy="pct", schedules=schedules, seed=0, keep_going=True, shrink=False, checkers=checkers, target=target
     )
+
+
+def test_attach_unlinks_from_the_old_domains_list_under_the_new_domains_lock():
+    """vsi_iommu_attach_device holds only the NEW domain's lock for
+    list_del_init(&iommu->node); a map on the old domain walks that list in
+    vsi_iommu_flush_tlb under the old domain's lock."""
+    programs = [
+        [["attach", {"dev": 0, "dom": 0}], ["detach", {"dev": 0}]],
+        [["map", {"dom": 0, "iova": 0, "pages": 1, "gfp": "GFP_KERNEL"}], ["map", {"dom": 0, "iova": 1, "pages": 1, "gfp": "GFP_KERNEL"}]],
+    ]
+    result = _hunt_program(programs)
+    races = [v for v in result.violations if v.kind == "data-race"]
+    assert races and "vsi_iommu_domain->iommus" in races[0].message, [v.message for v in result.violations]
+    for v in result.violations:
+        _replays_to_its_kind(v)
+
+
+def test_unmap_while_suspended_leaves_a_stale_tlb_line():
+    checkers = [c for c in default_checkers() if c != "race"]
+    result = _hunt_program([STALE_PROGRAM], checkers=checkers)
     kinds = {v.kind for v in result.violations}
     assert "stale-tlb" in kinds, kinds
     for v in result.violations:
