@@ -305,7 +305,7 @@ class Scheduler:
             for c in self.kernel.cpus:
                 c.ctl.finished = True
             self._wake_all(_EXIT)
-            return True
+            raise Stop  # the deciding CPU ends too (a daemon must not see its wait return)
         lines = [f"{c!r} waits for {c.blocked_on!r}" for c in stuck]
         stacks = {repr(c): task_stack(c.ctl.task) for c in stuck if c is not cpu}
         if cpu in stuck:
