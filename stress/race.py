@@ -8,7 +8,9 @@ act as acquire/release of a per-CPU pseudo lock that the handler holds
 while it runs.  Two accesses to one cell, at least one a write, neither
 ordered before the other, are a ``data-race``.  The boot and teardown
 phases (``kernel.add_setup``/``add_teardown``) happen before and after
-every CPU, so their accesses are never part of a race.
+every CPU, so their accesses are never part of a race.  Runtime PM orders
+its users through ``dev->power.lock``: the ``sync`` hook is an acquire and
+release of that object's clock.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RaceDetector:
         self.kernel = kernel
         self.vc = {}  # tid -> {tid: clock}
         self.irqlock = {}  # cpu id -> published clock
+        self.synced = {}  # id(obj) -> clock published by the last sync on it
 
     def _tid(self, cpu):
         return (cpu.id, 1 if cpu.hardirq else 0)
@@ -89,6 +92,18 @@ class RaceDetector:
 
     def hardirq_exit(self, cpu, irq):
         self.irqlock[cpu.id] = self._release((cpu.id, 1))
+
+    def sync(self, cpu, obj):
+        """An ordering point on ``obj`` (acquire then release of its clock)."""
+        if cpu.id < 0:
+            return
+        tid = self._tid(cpu)
+        vc = self._clock(tid)
+        published = self.synced.get(id(obj))
+        if published:
+            _join(vc, published)
+        self.synced[id(obj)] = dict(vc)
+        vc[tid] += 1
 
     def access(self, cpu, cell, is_write):
         if cpu.id < 0:

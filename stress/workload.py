@@ -66,15 +66,11 @@ def workload_config(cpus=None, ops=None, **extra):
     return cfg
 
 
-def _draw_op(rng, kind, cfg):
+def _draw_op(rng, kind, cfg, arena):
     args = {}
     for name in OP_KINDS[kind]:
-        if name == "dom":
-            args[name] = rng.randrange(cfg["domains"])
-        elif name == "dev":
-            args[name] = rng.randrange(cfg["iommus"])
-        elif name == "iova":
-            args[name] = rng.randrange(cfg["iovas"])
+        if name in ("dom", "dev", "iova"):
+            args[name] = rng.randrange(arena[name])
         elif name == "pages":
             args[name] = rng.choice((1, 1, 2, 4))
         elif name == "gfp":
@@ -84,12 +80,43 @@ def _draw_op(rng, kind, cfg):
     return [kind, args]
 
 
+#: what real users do, one CPU each: a VFIO user, a DMA-API user, runtime PM,
+#: a video decoder that goes idle between buffers, a domain switcher, a
+#: domain owner (arguments filled from the arena)
+STORIES = {
+    "vfio": ["claim", "attach", "map", "dma", "unmap", "dma", "release"],
+    "dma-user": ["attach", "map", "dma", "unmap", "dma"],
+    "power": ["suspend", "resume", "dma"],
+    "idle-decoder": ["attach", "map", "dma", "suspend", "unmap", "resume", "dma"],
+    "switch": ["attach", "dma", "attach_identity", "attach", "dma"],
+    "domains": ["dom_alloc", "map", "unmap", "dom_free"],
+}
+
+
 def draw_programs(cfg, seed, index, kinds=None):
-    """One program per CPU for schedule ``index``: swarm-selected operation kinds."""
+    """One program per CPU for schedule ``index``.
+
+    Swarm testing on three axes: each schedule enables a random subset of
+    the operation kinds; it picks a random arena (one device or all, one
+    domain or all, one IOVA, two or all), so that operations on one target
+    are common while wide arenas still mix everything; and half the
+    schedules give each CPU a *story* (:data:`STORIES`: what a VFIO user, a
+    DMA-API user or runtime PM does, in order) instead of independent draws,
+    so that a sequence such as attach, map, DMA, unmap, DMA meets another
+    CPU's suspend and resume.
+    """
     rng = make_rng(f"programs:{seed}", index)
     pool = list(kinds or OP_KINDS)
     enabled = [k for k in pool if rng.random() < 0.6] or [rng.choice(pool)]
-    return [[_draw_op(rng, rng.choice(enabled), cfg) for _ in range(cfg["ops"])] for _ in range(cfg["cpus"])]
+    arena = {
+        "dev": rng.choice((1, cfg["iommus"])),
+        "dom": rng.choice((1, cfg["domains"])),
+        "iova": rng.choice((1, min(2, cfg["iovas"]), cfg["iovas"])),
+    }
+    stories = [name for name, ops in sorted(STORIES.items()) if all(k in pool for k in ops)]
+    if stories and rng.random() < 0.5:
+        return [[_draw_op(rng, k, cfg, arena) for k in STORIES[rng.choice(stories)]] for _ in range(cfg["cpus"])]
+    return [[_draw_op(rng, rng.choice(enabled), cfg, arena) for _ in range(cfg["ops"])] for _ in range(cfg["cpus"])]
 
 
 def _resolve_driver(name):

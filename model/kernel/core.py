@@ -47,6 +47,7 @@ HOOKS = (
     "dma",  # (master, access)                a DMA master issued an access
     "walk",  # (hw, page)                     the table walker read a table page
     "event",  # (cpu, what, detail)           anything else worth a timeline line
+    "sync",  # (cpu, obj)                    an ordering point on obj (dev->power.lock, atomics): acquire+release
     "iommu",  # (cpu, what, info)             IOMMU core / DMA-API facts for oracles (model.iommu)
     "run_end",  # (kernel,)                   all CPUs are done: end-of-run checks
 )

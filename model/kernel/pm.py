@@ -242,6 +242,7 @@ def _update_status(dev, status):
     """``__update_runtime_status``."""
     dev.power.runtime_status = status
     _event(dev, status)
+    _power_lock(current(), dev)  # the status changes under dev->power.lock
 
 
 def _queue_request(dev, req):
@@ -460,6 +461,7 @@ async def pm_runtime_work(dev):
     """The device's work item, run by the ``pm_wq`` worker."""
     cpu = current()
     await cpu.sched.point(cpu)  # spin_lock_irq(&dev->power.lock)
+    _power_lock(cpu, dev)
     power = dev.power
     if not power.request_pending:
         return
@@ -479,6 +481,13 @@ async def pm_runtime_work(dev):
 # -- entry points -------------------------------------------------------------
 
 
+def _power_lock(cpu, dev):
+    """The ordering ``dev->power.lock`` (and the fully ordered usage-count
+    atomics) give: everything before on any CPU happens before what follows."""
+    for fn in cpu.kernel.hooks.sync:
+        fn(cpu, dev.power)
+
+
 def _drop_usage_count(dev):
     """``rpm_drop_usage_count``: the new count, or -EINVAL on underflow."""
     power = dev.power
@@ -496,6 +505,7 @@ async def __pm_runtime_resume(dev, rpmflags, what):
     if rpmflags & RPM_GET_PUT:
         dev.power.usage_count += 1
     await cpu.sched.point(cpu)  # spin_lock_irqsave(&dev->power.lock)
+    _power_lock(cpu, dev)
     return await rpm_resume(dev, rpmflags)
 
 
@@ -507,10 +517,12 @@ async def __pm_runtime_idle(dev, rpmflags, what):
             return retval
         if retval > 0:
             await cpu.sched.point(cpu)
+            _power_lock(cpu, dev)
             return 0
     if not rpmflags & RPM_ASYNC and not dev.power.irq_safe:
         _might_sleep(cpu, what)
     await cpu.sched.point(cpu)
+    _power_lock(cpu, dev)
     return await rpm_idle(dev, rpmflags)
 
 
@@ -522,10 +534,12 @@ async def __pm_runtime_suspend(dev, rpmflags, what):
             return retval
         if retval > 0:
             await cpu.sched.point(cpu)
+            _power_lock(cpu, dev)
             return 0
     if not rpmflags & RPM_ASYNC and not dev.power.irq_safe:
         _might_sleep(cpu, what)
     await cpu.sched.point(cpu)
+    _power_lock(cpu, dev)
     return await rpm_suspend(dev, rpmflags)
 
 
@@ -533,6 +547,7 @@ async def _get_conditional(dev, ign_usage_count):
     """``pm_runtime_get_conditional``: never sleeps."""
     cpu = current()
     await cpu.sched.point(cpu)
+    _power_lock(cpu, dev)
     power = dev.power
     if power.disable_depth > 0:
         return -EINVAL
