@@ -246,13 +246,14 @@ def _to_violation(scenario, outcome, index, meta, opts, shrink):
     from .report import build_report
     from .shrink import shrink_decisions
 
-    decisions = outcome.decisions
-    original = len(decisions)
-    if shrink:
-        decisions = shrink_decisions(scenario, decisions, outcome.kind, opts)
+    found = outcome.decisions
+    decisions = shrink_decisions(scenario, found, outcome.kind, opts) if shrink else list(found)
     final = replay_decisions(scenario, decisions, trace=True, **opts)
     if final.kind != outcome.kind:  # cannot happen for a deterministic model
-        final = replay_decisions(scenario, outcome.decisions, trace=True, **opts)
-    report = build_report(meta, index, final, original_decisions=original)
+        decisions = list(found)
+        final = replay_decisions(scenario, decisions, trace=True, **opts)
+    # The report keeps the replay input (the shrunk list), not every recorded zero.
+    final.decisions = decisions
+    report = build_report(meta, index, final, original_decisions=len(found))
     v = final.violation
     return Violation(v["kind"], v["message"], report)

@@ -135,7 +135,11 @@ def report_text(report):
         lines.append(f"{label}:")
         lines += [f"  {fr}" for fr in frames] or ["  (none)"]
     lines += ["", "Schedule (replay with: iommu-stress replay REPORT.json):", ""]
-    lines += timeline_lines(report["timeline"])
+    rows = [r for r in report["timeline"] if r[1] not in ("boot", "teardown")]
+    hidden = len(report["timeline"]) - len(rows)
+    if hidden:
+        lines.append(f"({hidden} boot and teardown events omitted; the JSON has them)")
+    lines += timeline_lines(rows)
     return "\n".join(lines) + "\n"
 
 

@@ -6,8 +6,7 @@ same violation kind: first the shortest failing prefix (past its end a
 schedule keeps going without preemptions), then zeroing chunks of
 decisions, halving the chunk size down to single decisions (ddmin over the
 preemptions).  Every accepted step replays the schedule, so the result is
-always a schedule that fails; the recorded decisions of that replay replace
-the candidate, so the result is normalised (each index < its option count).
+always a schedule that fails.
 """
 
 from __future__ import annotations
@@ -28,44 +27,40 @@ def shrink_decisions(scenario, decisions, kind, opts, max_replays=MAX_REPLAYS):
 
     def fails(candidate):
         if budget[0] <= 0:
-            return None
+            return False
         budget[0] -= 1
-        out = replay_decisions(scenario, candidate, **opts)
-        return out.decisions if out.kind == kind else None
+        return replay_decisions(scenario, candidate, **opts).kind == kind
 
+    # Candidates only ever truncate or zero the schedule: the result is never
+    # longer, and never has more preemptions, than what it came from.
     best = list(decisions)
     # 1. shortest failing prefix (binary search on the length)
     lo, hi = 0, len(best)
     while lo < hi:
         mid = (lo + hi) // 2
-        got = fails(best[:mid])
-        if got is not None:
+        if fails(best[:mid]):
             hi = mid
         else:
             lo = mid + 1
-    if hi < len(best):
-        got = fails(best[:hi])
-        if got is not None:
-            best = got
-    # 2. zero chunks of preemptions
+    best = best[:hi]
+    # 2. zero chunks of preemptions, halving the chunk down to one decision
     chunk = max(1, len(best) // 2)
-    while chunk >= 1 and budget[0] > 0:
-        i = 0
+    while budget[0] > 0:
         changed = False
-        while i < len(best) and budget[0] > 0:
+        for i in range(0, len(best), chunk):
             window = best[i : i + chunk]
             if any(window):
                 cand = best[:i] + [0] * len(window) + best[i + chunk :]
-                got = fails(cand)
-                if got is not None and (preemptions(got), len(got)) < (preemptions(best), len(best)):
-                    best = got
+                if fails(cand):
+                    best = cand
                     changed = True
-            i += chunk
+            if budget[0] <= 0:
+                break
         if not changed:
             if chunk == 1:
                 break
             chunk //= 2
-    # trailing zeros carry no information
+    # trailing zeros carry no information (past its end a schedule keeps going)
     while best and best[-1] == 0:
         best.pop()
     return best
