@@ -246,6 +246,7 @@ def cmd_replay(args):
     expected = rep["violation"]["kind"]
     reproduced = out.kind == expected
     meta = {k: rep[k] for k in ("target", "strategy", "seed", "options")}
+    out.decisions = rep["decisions"]  # a report keeps its replay input
     again = build_report(meta, rep.get("schedule", 0), out, rep.get("found_decisions")) if out.violation else None
     if args.out and again is not None:
         write_report(again, args.out)

@@ -149,3 +149,27 @@ def test_bench_quick_json(capsys):
     assert main(["bench", "--quick", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["raw_handoffs_per_s"] > 0 and figures["points_per_s_pct"] > 0
+
+
+def test_round_trip_report_replay_identical_bytes(tmp_path):
+    """report -> replay --out -> the same bytes, for a scenario and for a driver hunt."""
+    for i, args in enumerate((["--scenario", "stress.examples:abba"], ["--driver", "vsi-b3-identity-step"])):
+        out1 = tmp_path / f"a{i}"
+        out2 = tmp_path / f"b{i}"
+        assert main(["hunt", *args, "--json", "--out", str(out1)]) == 1
+        (name,) = [n for n in os.listdir(out1) if n.endswith(".json")]
+        assert main(["replay", str(out1 / name), "--json", "--out", str(out2)]) == 1
+        assert (out1 / name).read_bytes() == (out2 / name).read_bytes()
+        assert (out1 / name.replace(".json", ".txt")).read_bytes() == (out2 / name.replace(".json", ".txt")).read_bytes()
+
+
+def test_replay_report_of_unknown_driver_exit_2(tmp_path, capsys):
+    assert main(["hunt", "--driver", "vsi-b1-gfp-or-atomic", "--json", "--out", str(tmp_path)]) == 1
+    (name,) = [n for n in os.listdir(tmp_path) if n.endswith(".json")]
+    rep = json.loads((tmp_path / name).read_text())
+    rep["target"]["driver"] = "vsi-v9-from-the-future"
+    path = _write(tmp_path / "other.json", json.dumps(rep))
+    capsys.readouterr()
+    assert main(["replay", path]) == 2
+    err = capsys.readouterr().err
+    assert "unknown driver" in err and len(err.strip().splitlines()) == 1
