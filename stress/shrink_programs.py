@@ -259,10 +259,13 @@ def shrink_programs(make_scenario, config, decisions, kind, opts=None, *, max_re
     def shrink_schedule(limit):
         if budget.left <= 0:
             return
-        # best[1] fails, and shrink_decisions only ever moves to schedules
-        # that failed on replay (the counted scenario charges each one)
-        decs = shrink_decisions(scenario_of(best[0]), best[1], kind, opts, max_replays=min(limit, budget.left))
-        offer(best[0], decs)
+        # best[1] fails, and shrink_decisions only ever truncates it or zeroes
+        # decisions that failed on replay (the counted scenario charges each
+        # one); one more replay records the result normalised (a zeroed
+        # decision can change how many options later points have)
+        decs = shrink_decisions(scenario_of(best[0]), best[1], kind, opts, max_replays=min(limit, budget.left - 1))
+        if decs != best[1]:
+            offer(best[0], replay(best[0], decs))
 
     recorded = {}
 
