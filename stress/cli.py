@@ -134,8 +134,11 @@ def cmd_hunt(args):
             raise UsageError(f"unknown checker {unknown[0]!r} (known: {', '.join(sorted(CHECKERS))})")
     schedules = args.schedules if args.schedules is not None else (None if args.budget_s else 2000)
     progress = None if args.json else _Progress()
+    hunt = explore
+    if args.strategy == "hypothesis" and "driver" in target and not args.all_kinds:
+        hunt = _hunt_with_machine
     try:
-        result = explore(
+        result = hunt(
             scenario,
             strategy=args.strategy,
             schedules=schedules,
@@ -175,6 +178,53 @@ def cmd_hunt(args):
     else:
         _print_hunt(result, target)
     return 1 if result.found else 0
+
+
+def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_going, max_steps, shrink, target, **_):
+    """``--strategy hypothesis`` on a driver: the Hypothesis stateful machine.
+
+    The CLI is the composition root: it is the one place in ``stress`` that
+    reaches up into ``strategies`` (lazily, for this strategy only).
+    """
+    from strategies.machine import hunt_with_machine, workload_of
+
+    from .checkers import default_checkers
+    from .engine import Result, Violation
+    from .report import build_report
+    from .workload import driver_scenario
+
+    name, config = target["driver"], target["workload"]
+    t0 = time.monotonic()
+    stats = {}
+    found = hunt_with_machine(
+        lambda cfg: driver_scenario(name, cfg),
+        config,
+        seed=seed,
+        max_examples=schedules or 100_000,
+        deadline=None if budget_s is None else t0 + budget_s,
+        checkers=checkers,
+        max_steps=max_steps,
+        polish=shrink,
+        stats=stats,
+    )
+    result = Result(schedules=stats.get("runs", 0), points=stats.get("points", 0))
+    if found is not None:
+        meta = {
+            "target": {"driver": name, "workload": workload_of(config, found.programs)},
+            "strategy": "hypothesis",
+            "seed": seed,
+            "options": {
+                "checkers": list(default_checkers() if checkers is None else checkers),
+                "max_steps": max_steps,
+                "machine": True,
+            },
+        }
+        found.outcome.decisions = list(found.decisions)
+        report = build_report(meta, stats.get("examples", 0), found.outcome, len(found.decisions))
+        v = found.outcome.violation
+        result.violations.append(Violation(v["kind"], v["message"], report))
+    result.elapsed_s = time.monotonic() - t0
+    return result
 
 
 class _Progress:

@@ -247,7 +247,23 @@ def _to_violation(scenario, outcome, index, meta, opts, shrink):
     from .shrink import shrink_decisions
 
     found = outcome.decisions
-    decisions = shrink_decisions(scenario, found, outcome.kind, opts) if shrink else list(found)
+    target = meta["target"]
+    if shrink and target.get("driver") and (target.get("workload") or {}).get("programs") is not None:
+        # A driver workload: drop CPUs and operations the bug does not need, then preemptions.
+        from .shrink_programs import shrink_programs
+        from .workload import driver_scenario
+
+        def make(cfg, _name=target["driver"]):
+            return driver_scenario(_name, cfg)
+
+        config, decisions = shrink_programs(make, target["workload"], found, outcome.kind, opts)
+        scenario = make(config)
+        meta = dict(meta, target={"driver": target["driver"], "workload": config})
+        decisions = shrink_decisions(scenario, decisions, outcome.kind, opts)
+    elif shrink:
+        decisions = shrink_decisions(scenario, found, outcome.kind, opts)
+    else:
+        decisions = list(found)
     final = replay_decisions(scenario, decisions, trace=True, **opts)
     if final.kind != outcome.kind:  # cannot happen for a deterministic model
         decisions = list(found)
