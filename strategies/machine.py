@@ -46,6 +46,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from stress.engine import DEFAULT_MAX_STEPS, Outcome, replay_decisions, run_schedule
+from stress.hypothesis_chooser import pin_local_constants
 from stress.shrink_programs import shrink_programs
 
 from .ops import default_stories, kind_order, op_args, ops, stories
@@ -353,6 +354,7 @@ def hunt_with_machine(
                     smallest[:] = [(size, e)]
                 raise
 
+    pin_local_constants()  # the same seed, the same search, whatever is imported
     Hunt.__name__ = Hunt.__qualname__ = "WorkloadMachine"
     machine = hypothesis_seed(seed)(Hunt)
     hyp_settings = settings(

@@ -19,7 +19,41 @@ from hypothesis import strategies as st
 
 from .choosers import Replay
 
-__all__ = ["explore_hypothesis", "decision_lists"]
+__all__ = ["explore_hypothesis", "decision_lists", "pin_local_constants"]
+
+
+def pin_local_constants():
+    """Make Hypothesis' draws independent of what else is imported.
+
+    Hypothesis (6.1xx) mixes constants found in every *local* module in
+    ``sys.modules`` into its draws, so the same seed gave a different search
+    after, say, ``import stress.cli``.  Our searches promise the same result
+    for the same seed and options: the pool is pinned, once per process, to
+    the constants of this tool's own packages (model, stress, strategies),
+    whatever else is loaded.  (Private API; if it moves, nothing breaks but
+    this guarantee.)
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - a future Hypothesis
+        return
+    needed = ("_get_local_constants", "_local_constants", "constants_from_module", "CONSTANTS_CACHE")
+    if getattr(providers, "_iommu_stress_pinned", False) or not all(hasattr(providers, n) for n in needed):
+        return
+    import importlib
+    import pkgutil
+
+    pool = type(providers._local_constants)()
+    for top in ("model", "stress", "strategies"):
+        pkg = importlib.import_module(top)
+        names = sorted(m.name for m in pkgutil.walk_packages(pkg.__path__, f"{top}."))
+        for name in [top, *names]:
+            if name.endswith("__main__"):
+                continue
+            pool |= providers.constants_from_module(importlib.import_module(name))
+    providers._get_local_constants = lambda: pool
+    providers.CONSTANTS_CACHE.cache.clear()
+    providers._iommu_stress_pinned = True
 
 
 def decision_lists(max_size=400):
@@ -53,6 +87,7 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
     """
     from .engine import Result, concretize, run_schedule
 
+    pin_local_constants()
     family = getattr(scenario, "for_schedule", None)
     result = Result()
     found, kinds = [], set()
