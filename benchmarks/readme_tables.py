@@ -40,6 +40,13 @@ EXPLAIN = {
     ("vsi-v3-gfp-or", "sleep-in-atomic"): "`GFP_KERNEL | GFP_ATOMIC` keeps `__GFP_DIRECT_RECLAIM`: map allocates a page table that may sleep under the irqsave domain lock",
     ("vsi-v3", "gfp-accounting-dropped"): "map allocates page tables with a forced `GFP_ATOMIC | GFP_DMA32`: VFIO's `GFP_KERNEL_ACCOUNT` is dropped, the memory is not charged to the memcg",
     ("vsi-v3", "dma-isolation"): "attach goes through the identity domain first: a VFIO-owned device's DMA bypasses translation during the switch",
+    ("vsi-v3", "assertion"): "`WARN_ON(!list_empty(iommus))` in domain_free: allocating a domain sets `iommu->domain` to identity, so the next attach's identity step returns early and leaves the IOMMU on the old domain's single `iommu->node` list",
+    ("vsi-v3", "data-race"): "attach writes `iommu->domain` while runtime suspend/resume read it with no lock (the review: suspend/resume must take the lock)",
+    ("vsi-v3-gfp-or", "assertion"): "as in vsi-v3 (the gfp change leaves attach as it was)",
+    ("vsi-v3-gfp-or", "data-race"): "as in vsi-v3: `iommu->domain` written by attach, read by suspend/resume without a lock",
+    ("vsi-v3-gfp-or", "dma-isolation"): "as in vsi-v3: the identity step inside attach opens a bypass window",
+    ("vsi-mainline", "data-race"): "driver state (`iommu->enable`, the `iommus` list) touched by the runtime-PM callbacks or another domain's lock holder without the lock that orders it",
+    ("vsi-mainline", "stale-tlb"): "`vsi_iommu_flush_tlb` skips a suspended IOMMU and resume does not flush: an unmap while suspended leaves a TLB line a DMA uses after resume",
     ("vsi-mainline", "sleep-in-atomic"): "the IRQ handler calls `pm_runtime_resume_and_get()`, which may sleep, in hard-IRQ context",
     ("vsi-mainline", "invalid-access"): "`vsi_iommu_identity_attach()` does `to_vsi_domain()` (container_of) on the bare static identity domain and locks a lock that is not there",
     ("*", "mmio-while-suspended"): "registers are written while the IOMMU's clocks are off (suspend path not serialised with the others)",
@@ -58,6 +65,10 @@ EXPLAIN = {
     ("*", "gfp-accounting-dropped"): "an allocation on behalf of a `GFP_KERNEL_ACCOUNT` caller lost `__GFP_ACCOUNT`",
     ("*", "livelock"): "a CPU did not finish within the step bound",
 }
+
+
+def _cell(text):
+    return text.replace("|", "\\|")
 
 
 def explain(driver, kind):
@@ -109,7 +120,7 @@ def history_rows():
             lines.append(f"| {name} | none | clean over {r.schedules} schedules |")
             continue
         for v in sorted(r.violations, key=lambda v: v.kind):
-            lines.append(f"| {name} | {v.kind} | {explain(name, v.kind)} |")
+            lines.append(f"| {name} | {v.kind} | {_cell(explain(name, v.kind))} |")
     return lines
 
 
