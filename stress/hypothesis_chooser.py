@@ -50,7 +50,11 @@ def pin_local_constants():
         for name in [top, *names]:
             if name.endswith("__main__"):
                 continue
-            pool |= providers.constants_from_module(importlib.import_module(name))
+            try:
+                module = importlib.import_module(name)
+            except ImportError:  # e.g. the pytest plugin where pytest is not installed
+                continue
+            pool |= providers.constants_from_module(module)
     providers._get_local_constants = lambda: pool
     providers.CONSTANTS_CACHE.cache.clear()
     providers._iommu_stress_pinned = True
