@@ -48,7 +48,7 @@ def pin_local_constants():
         pkg = importlib.import_module(top)
         names = sorted(m.name for m in pkgutil.walk_packages(pkg.__path__, f"{top}."))
         for name in [top, *names]:
-            if name.endswith("__main__"):
+            if name.endswith(("__main__", "pytest_plugin")):  # same pool with or without pytest
                 continue
             try:
                 module = importlib.import_module(name)
