@@ -230,8 +230,7 @@ class Scheduler:
         while True:
             opts = self._options(cpu)
             if not opts:
-                if self._end_or_deadlock(cpu):
-                    return
+                self._end_or_deadlock(cpu)  # raises Stop
             nxt, irq = opts[self._choose(cpu, opts) if len(opts) > 1 else self._only(opts)]
             if nxt is not cpu:
                 self._wake(nxt, irq)
@@ -243,9 +242,7 @@ class Scheduler:
             await self._irq(cpu, irq)
 
     async def _obey(self, cpu, cmd):
-        if cmd is _STOP:
-            raise Stop
-        if cmd is _EXIT:
+        if cmd is _STOP or cmd is _EXIT:
             raise Stop
         if cmd is not None:
             await self._irq(cpu, cmd)
@@ -299,7 +296,9 @@ class Scheduler:
         return 0
 
     def _end_or_deadlock(self, cpu):
-        """No option left: the normal end, or every CPU with work is blocked."""
+        """No option left: the normal end, or every CPU with work is blocked.
+
+        Never returns: both end the run (``Stop``)."""
         stuck = [c for c in self.kernel.cpus if (not c.ctl.finished or c.hardirq) and not c.ctl.daemon]
         if not stuck:
             for c in self.kernel.cpus:
@@ -316,7 +315,6 @@ class Scheduler:
             stacks=stacks,
             cpu=cpu,
         )
-        return True  # not reached: report raises Stop
 
     # -- Trio handoff -----------------------------------------------------------
 
