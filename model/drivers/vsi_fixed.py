@@ -255,7 +255,7 @@ class VsiIommuDomain(IommuDomain):
             return ()
         pages = [self.dt]
         for dte in self.dt.words:
-            if vsi_dte_is_pt_valid(dte):
+            if dte and vsi_dte_is_pt_valid(dte):  # most of the 1024 entries are 0
                 pt = phys_to_page(self.kernel, vsi_dte_pt_address(dte))
                 if pt is not None:
                     pages.append(pt)
