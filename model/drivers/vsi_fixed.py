@@ -361,7 +361,7 @@ class VsiFixed(IommuDriver):
 
         flags = await spin_lock_irqsave(vsi_domain.lock)
         for dte in await table_snapshot(vsi_domain.dt):
-            if vsi_dte_is_pt_valid(dte):
+            if dte and vsi_dte_is_pt_valid(dte):  # a zero DTE is invalid: skip the call
                 pt_phys = vsi_dte_pt_address(dte)
                 page_table = phys_to_virt(pt_phys)
                 await dma_unmap_single(vsi_domain.dev, pt_phys, SPAGE_SIZE, DMA_TO_DEVICE)
