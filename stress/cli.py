@@ -67,6 +67,7 @@ def build_parser():
     h.add_argument("--bound", type=int, default=2, help="preemption bound for --strategy exhaustive")
     h.add_argument("--max-steps", type=_positive_int, default=20_000)
     h.add_argument("--no-shrink", action="store_true", help="write the schedule as found")
+    h.add_argument("--log", default=None, help="append structured JSON-lines events to this file")
     h.add_argument("--cpus", type=_positive_int, default=None, help="CPUs for a driver workload")
     h.add_argument("--ops", type=_positive_int, default=None, help="operations per CPU for a driver workload")
 
@@ -124,6 +125,15 @@ def cmd_hunt(args):
         if unknown:
             raise UsageError(f"unknown checker {unknown[0]!r} (known: {', '.join(sorted(CHECKERS))})")
     schedules = args.schedules if args.schedules is not None else (None if args.budget_s else 2000)
+    log = None
+    if args.log:
+        from .log import jsonl_logger
+
+        try:
+            log = jsonl_logger(args.log)
+        except OSError as e:
+            raise UsageError(f"cannot open log {args.log}: {e.strerror}") from None
+        log.info("hunt_start", target=target, strategy=args.strategy, seed=args.seed, schedules=schedules)
     progress = None if args.json else _Progress()
     hunt = explore
     if args.strategy == "hypothesis" and "driver" in target and not args.all_kinds:
@@ -152,6 +162,10 @@ def cmd_hunt(args):
     paths = [write_report(v.report, args.out) for v in result.violations]
     for v, path in zip(result.violations, paths):
         v.path = path
+        if log is not None:
+            log.warning("violation", kind=v.kind, message=v.message, report=path, schedule=v.report["schedule"])
+    if log is not None:
+        log.info("hunt_end", found=result.found, schedules=result.schedules, points=result.points, elapsed_s=round(result.elapsed_s, 3))
     if args.json:
         first = result.violations[0] if result.violations else None
         out = {

@@ -173,3 +173,13 @@ def test_replay_report_of_unknown_driver_exit_2(tmp_path, capsys):
     assert main(["replay", path]) == 2
     err = capsys.readouterr().err
     assert "unknown driver" in err and len(err.strip().splitlines()) == 1
+
+
+def test_hunt_log_is_json_lines(tmp_path, capsys):
+    log = tmp_path / "hunts.jsonl"
+    assert main(["hunt", "--scenario", SCEN, "--json", "--out", str(tmp_path / "r"), "--log", str(log)]) == 1
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["event"] for r in rows] == ["hunt_start", "violation", "hunt_end"]
+    assert rows[1]["kind"] == "data-race" and os.path.exists(rows[1]["report"])
+    assert rows[2]["found"] is True and rows[2]["schedules"] >= 1
+    assert main(["hunt", "--scenario", SCEN, "--log", str(tmp_path / "no" / "such" / "dir.jsonl")]) == 2
