@@ -177,22 +177,31 @@ def bench_workload(quick, bare_points_per_s):
     4 CPUs running map/unmap/attach/suspend/resume/DMA on ``vsi-fixed``;
     ``model_cost_per_point`` is the bare engine's points/s (measured in the
     same run) over this one's: how much the full model costs per point.
+    Every schedule also boots and tears down a machine (probe, domains,
+    release: many events, five points); ``boot_ms_per_schedule`` measures that
+    with empty programs, and ``model_cost_per_point_after_boot`` leaves it
+    out.
     """
     import time
 
     from .engine import explore
 
-    cfg = workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"])
-    scenario = driver_scenario("vsi-fixed", cfg)
+    def rate(cfg, n):
+        t0 = time.perf_counter()
+        result = explore(driver_scenario("vsi-fixed", cfg), strategy="pct", schedules=n, seed=0, shrink=False)
+        elapsed = time.perf_counter() - t0
+        if result.found:
+            raise RuntimeError(f"vsi-fixed reported {result.violations[0].kind} in the bench workload")
+        return elapsed / n, result.points / n
+
     n = 30 if quick else 300
-    t0 = time.perf_counter()
-    result = explore(scenario, strategy="pct", schedules=n, seed=0, shrink=False)
-    elapsed = time.perf_counter() - t0
-    if result.found:
-        raise RuntimeError(f"vsi-fixed reported {result.violations[0].kind} in the bench workload")
-    pts = result.points / elapsed
+    per_schedule, points = rate(workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"]), n)
+    boot, boot_points = rate(dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)]), n)
+    after_boot = (points - boot_points) / max(per_schedule - boot, 1e-9)
     return {
-        "workload_points_per_s": pts,
-        "workload_schedules_per_s": result.schedules / elapsed,
-        "model_cost_per_point": bare_points_per_s / pts,
+        "workload_points_per_s": points / per_schedule,
+        "workload_schedules_per_s": 1 / per_schedule,
+        "model_cost_per_point": bare_points_per_s / (points / per_schedule),
+        "boot_ms_per_schedule": boot * 1000,
+        "model_cost_per_point_after_boot": bare_points_per_s / after_boot,
     }
