@@ -110,9 +110,9 @@ from model.kernel import (
     GFP_ATOMIC,
     GFP_DMA32,
     GFP_KERNEL,
+    IRQF_SHARED,
     IRQ_HANDLED,
     IRQ_NONE,
-    IRQF_SHARED,
     Shared,
     SpinLock,
     assert_spin_locked,
@@ -121,6 +121,7 @@ from model.kernel import (
     kzalloc,
     page_to_phys,
     phys_to_page,
+    phys_to_virt,
     request_irq,
     spin_lock_irqsave,
     spin_unlock_irqrestore,
@@ -219,11 +220,6 @@ def vsi_iova_pte_index(iova):
 
 def vsi_iova_page_offset(iova):
     return (iova & VSI_IOVA_PAGE_MASK) >> VSI_IOVA_PAGE_SHIFT
-
-
-def phys_to_virt(phys):
-    """The table page at ``phys`` (``phys_to_virt`` of a table address)."""
-    return phys_to_page(current().kernel, phys)
 
 
 def virt_to_phys(page):

@@ -38,6 +38,7 @@ from .mm import (
     kzalloc,
     page_to_phys,
     phys_to_page,
+    phys_to_virt,
 )
 from .shared import Shared
 from .sleep import cond_resched, might_sleep, might_sleep_if, msleep, schedule_point

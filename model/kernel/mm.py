@@ -35,6 +35,7 @@ __all__ = [
     "kfree",
     "page_to_phys",
     "phys_to_page",
+    "phys_to_virt",
     "SZ_4G",
 ]
 
@@ -214,6 +215,11 @@ def page_to_phys(page):
 
 def phys_to_page(kernel, phys):
     return kernel.mm.lookup(phys)
+
+
+def phys_to_virt(phys):
+    """``phys_to_virt`` of a table address: the page at ``phys`` (the freed one if it was freed)."""
+    return current().kernel.mm.lookup(phys)
 
 
 def _stack():
