@@ -66,7 +66,7 @@ def workload_config(cpus=None, ops=None, **extra):
     return cfg
 
 
-def _draw_op(rng, kind, cfg, arena):
+def _draw_op(rng, kind, arena):
     args = {}
     for name in OP_KINDS[kind]:
         if name in ("dom", "dev", "iova"):
@@ -115,8 +115,8 @@ def draw_programs(cfg, seed, index, kinds=None):
     }
     stories = [name for name, ops in sorted(STORIES.items()) if all(k in pool for k in ops)]
     if stories and rng.random() < 0.5:
-        return [[_draw_op(rng, k, cfg, arena) for k in STORIES[rng.choice(stories)]] for _ in range(cfg["cpus"])]
-    return [[_draw_op(rng, rng.choice(enabled), cfg, arena) for _ in range(cfg["ops"])] for _ in range(cfg["cpus"])]
+        return [[_draw_op(rng, k, arena) for k in STORIES[rng.choice(stories)]] for _ in range(cfg["cpus"])]
+    return [[_draw_op(rng, rng.choice(enabled), arena) for _ in range(cfg["ops"])] for _ in range(cfg["cpus"])]
 
 
 def _resolve_driver(name):
