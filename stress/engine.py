@@ -17,6 +17,7 @@ import trio
 from model.kernel.core import Kernel
 
 from .checkers import attach_checkers, default_checkers
+from .errors import ScenarioError
 from .choosers import PCT, BoundedExhaustive, RandomWalk, Replay, make_rng
 from .scheduler import Scheduler
 from .trace import Tracer
@@ -94,10 +95,6 @@ async def run_schedule_async(scenario, chooser, *, checkers=None, max_steps=DEFA
             raise ScenarioError(f"scenario returned {body!r}, not an async callable per CPU")
     await sched.run(bodies)
     return Outcome(sched.violation, sched.decisions, sched.points, tracer.entries if tracer else None)
-
-
-class ScenarioError(Exception):
-    """The scenario itself is broken (not a finding)."""
 
 
 def run_schedule(scenario, chooser, **kw):

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import importlib
 
+from .errors import UsageError
+
 __all__ = ["UsageError", "import_object", "resolve_scenario", "scenario_for_target"]
-
-
-class UsageError(Exception):
-    """Bad input from the user: one line, exit status 2."""
 
 
 def import_object(spec, what):

@@ -1,0 +1,22 @@
+"""The two ways a run can fail that are not findings.
+
+* :class:`UsageError` - bad input on the command line or in a report (an
+  unknown driver, a malformed file, a bad flag): one line, exit status 2.
+* :class:`ScenarioError` - the scenario or plugin itself is wrong (a body
+  that is not async, an ``await`` of a plain call, a coroutine of a model
+  primitive that was never awaited, no CPUs at all).  It is a subclass of
+  :class:`UsageError`: the user must fix their code, and nothing is reported
+  as a bug of the driver.
+"""
+
+from __future__ import annotations
+
+__all__ = ["UsageError", "ScenarioError"]
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line, exit status 2."""
+
+
+class ScenarioError(UsageError):
+    """The scenario (or a plugin driver) is broken: a usage error, never a finding."""
