@@ -19,7 +19,7 @@ Its rules grow the plan:
   interleaving where the exact window is not known; replayed exactly).
 
 The ``@invariant`` replays the plan so far from scratch
-(:func:`stress.engine.run_schedule`: a fresh kernel, the programs, the
+(:func:`stress.run.run_schedule`: a fresh kernel, the programs, the
 segments, then "keep the current CPU" to the end) and fails with the
 violation, one exception class per kind, if any checker or oracle
 reported.  Every replay is a complete, deterministic run (about a
@@ -45,7 +45,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from stress.engine import DEFAULT_MAX_STEPS, Outcome, replay_decisions, run_schedule
+from stress.run import DEFAULT_MAX_STEPS, Outcome, replay_decisions, run_schedule
 from stress.hypothesis_chooser import pin_local_constants
 from stress.shrink_programs import shrink_programs
 

@@ -10,6 +10,8 @@ Stable API::
 
 __version__ = "0.1.0"
 
-from .engine import Result, Violation, explore, replay_decisions, run_schedule  # noqa: E402
+from .engine import explore  # noqa: E402
+from .results import Result, Violation  # noqa: E402
+from .run import replay_decisions, run_schedule  # noqa: E402
 
 __all__ = ["explore", "Result", "Violation", "run_schedule", "replay_decisions", "__version__"]

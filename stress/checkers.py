@@ -1,4 +1,10 @@
-"""The registry of checkers and oracles: observers turned on or off by name."""
+"""The registry of checkers and oracles: observers turned on or off by name.
+
+Besides the observers there is one switch, ``cross-schedule``: with it (the
+default), lockdep keeps one dependency graph for a whole search, as Linux
+keeps one for a whole boot, so an order seen in one schedule and its inverse
+seen in another close a cycle.  Without it each schedule starts afresh.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,15 @@ from .lockdep import Lockdep
 from .oracles import ORACLES
 from .race import RaceDetector
 
-__all__ = ["CHECKERS", "default_checkers", "attach_checkers", "register_checker"]
+__all__ = ["CHECKERS", "CROSS_SCHEDULE", "default_checkers", "attach_checkers", "register_checker", "cross_schedule"]
 
-#: name -> factory(kernel) -> observer
+#: the switch that keeps lockdep's graph across the schedules of a search
+CROSS_SCHEDULE = "cross-schedule"
+
+#: name -> factory(kernel) -> observer (None: a switch, not an observer)
 CHECKERS = {
     "lockdep": Lockdep,
+    CROSS_SCHEDULE: None,
     "race": RaceDetector,
     **ORACLES,
 }
@@ -30,10 +40,21 @@ def register_checker(name, factory, default=True):
         _DEFAULT.append(name)
 
 
-def attach_checkers(kernel, names):
+def cross_schedule(names):
+    """Whether a search over ``names`` keeps lockdep's graph across schedules."""
+    return "lockdep" in names and CROSS_SCHEDULE in names
+
+
+def attach_checkers(kernel, names, lock_graph=None):
+    """Attach the observers ``names``; lockdep works on ``lock_graph`` when given."""
     for name in names:
         try:
             factory = CHECKERS[name]
         except KeyError:
             raise ValueError(f"unknown checker {name!r} (known: {', '.join(sorted(CHECKERS))})") from None
-        kernel.attach(factory(kernel))
+        if factory is None:
+            continue
+        if factory is Lockdep and lock_graph is not None:
+            kernel.attach(Lockdep(kernel, lock_graph))
+        else:
+            kernel.attach(factory(kernel))

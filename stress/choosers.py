@@ -14,11 +14,18 @@ scheduler records the index: that list of decisions is the schedule, and
 * :class:`PCT` - probabilistic concurrency testing (Burckhardt et al., 2010):
   random distinct priorities, the highest-priority runnable option runs,
   and at ``depth - 1`` random points the running CPU drops to the lowest
-  priority.  A bug of depth d is found with probability at least
-  1/(n·k^(d-1)) per run.
+  priority.  Each CPU is one "thread", and so is each delivery of an
+  interrupt line to one CPU: the pair (line, CPU) has its own random
+  priority, so every CPU that can take an interrupt is as likely to get it.
+  A bug of depth d is found with probability at least 1/(n·k^(d-1)) per
+  run, n counting the CPUs and the (line, CPU) deliveries, k the points.
 * :class:`BoundedExhaustive` - every schedule with at most ``bound``
   preemptions (iterative preemption bounding, as CHESS), for small
-  scenarios; it says when the space is exhausted.
+  scenarios; it says when the space is exhausted.  A switch away from a
+  CPU at a yield point (``sched.yield_point``) is not a preemption.
+
+The scheduler's fair spinning (``stress.scheduler``) may leave a yielding
+CPU out of the options; a chooser sees only what may run.
 """
 
 from __future__ import annotations
@@ -59,14 +66,18 @@ class RandomWalk:
 
 
 class PCT:
-    """PCT over CPUs and interrupt lines (an IRQ line is one more "thread")."""
+    """PCT over CPUs and interrupt deliveries (each (line, CPU) is one more "thread").
+
+    Priorities are drawn from the run's ``rng`` when a thread first appears
+    among the options, so the same seed gives the same schedule.
+    """
 
     name = "pct"
 
     def __init__(self, rng, depth=3, k=64):
         self.rng = rng
         self.depth = depth
-        self.prio = {}  # cpu id or ("irq", n) -> priority
+        self.prio = {}  # cpu id, or ("irq", line, cpu id) -> priority
         self.k = max(k, 1)
         self.change = sorted(rng.sample(range(1, self.k + 1), min(depth - 1, self.k)))
         self.low = 0  # next low priority handed out at a change point
@@ -85,7 +96,7 @@ class PCT:
             self.prio[cur.id] = self.low
         best, best_p = 0, None
         for i, (cpu, irq) in enumerate(opts):
-            p = self._p(cpu.id if irq is None else ("irq", irq))
+            p = self._p(cpu.id if irq is None else ("irq", irq, cpu.id))
             if best_p is None or p > best_p:
                 best, best_p = i, p
         return best
@@ -96,10 +107,12 @@ class BoundedExhaustive:
 
     A work item is a prefix of decisions; running it chooses 0 beyond the
     prefix and records, at every decision, how many options there were and
-    whether keeping the current CPU was one of them.  Every alternative
-    after the prefix becomes a new work item, in this bound if it costs no
-    more preemptions than allowed, else in the next bound's queue.  Each
-    schedule is therefore run exactly once.
+    whether choosing another option there is a preemption: keeping the
+    current CPU was one of them and the point is not a yield point (CHESS
+    does not count a switch where a CPU yields).  Every alternative after
+    the prefix becomes a new work item, in this bound if it costs no more
+    preemptions than allowed, else in the next bound's queue.  Each schedule
+    is therefore run exactly once.
     """
 
     name = "exhaustive"
@@ -132,7 +145,9 @@ class BoundedExhaustive:
     def choose(self, sched, cur, opts):
         i = len(self._trace)
         d = self._prefix[i] if i < len(self._prefix) else 0
-        preemptable = cur is not None and opts[0][0] is cur and opts[0][1] is None
+        preemptable = (
+            cur is not None and opts[0][0] is cur and opts[0][1] is None and sched.yield_point != sched.points
+        )
         self._trace.append((len(opts), preemptable))
         return d
 

@@ -53,7 +53,7 @@ def build_parser():
     h = sub.add_parser("hunt", help="search schedules for a violation and write a shrunk report")
     what = h.add_mutually_exclusive_group()
     what.add_argument("--driver", help="driver variant to hunt in (default: vsi-v3); see `iommu-stress drivers`")
-    what.add_argument("--scenario", help="a scenario function, pkg.module:function")
+    what.add_argument("--scenario", help="a scenario function: pkg.module:function or path/to/file.py:function")
     h.add_argument("--strategy", default="pct", choices=["pct", "random", "exhaustive", "hypothesis"])
     h.add_argument("--seed", type=_seed, default=0)
     budget = h.add_mutually_exclusive_group()
@@ -62,7 +62,10 @@ def build_parser():
     h.add_argument("--out", default="reports", help="directory for reports (default ./reports)")
     h.add_argument("--json", action="store_true", help="print one JSON object")
     h.add_argument("--all-kinds", action="store_true", help="keep hunting; report each distinct kind once")
-    h.add_argument("--checkers", help="comma-separated checkers/oracles (default: all)")
+    h.add_argument(
+        "--checkers",
+        help="comma-separated checkers/oracles (default: all); 'cross-schedule' keeps lockdep's graph for the whole search",
+    )
     h.add_argument("--pct-depth", type=_positive_int, default=3)
     h.add_argument("--bound", type=int, default=2, help="preemption bound for --strategy exhaustive")
     h.add_argument("--max-steps", type=_positive_int, default=20_000)
@@ -114,7 +117,8 @@ def _target(args):
 
 def cmd_hunt(args):
     from .checkers import CHECKERS
-    from .engine import ScenarioError, explore
+    from .engine import explore
+    from .errors import ScenarioError
     from .report import write_report
 
     scenario, target = _target(args)
@@ -194,7 +198,7 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
     from strategies.machine import hunt_with_machine, workload_of
 
     from .checkers import default_checkers
-    from .engine import Result, Violation
+    from .results import Result, Violation
     from .report import build_report
     from .workload import driver_scenario
 
@@ -278,24 +282,16 @@ def _print_hunt(result, target):
 
 
 def cmd_replay(args):
-    from .engine import ScenarioError, replay_decisions
+    from .errors import ScenarioError
     from .report import ReportError, build_report, load_report, write_report
-    from .targets import scenario_for_target
+    from .targets import replay_report
 
     try:
         rep = load_report(args.report)
     except ReportError as e:
         raise UsageError(str(e)) from None
-    scenario = scenario_for_target(rep["target"])
-    opts = rep["options"]
     try:
-        out = replay_decisions(
-            scenario,
-            rep["decisions"],
-            checkers=opts.get("checkers"),
-            max_steps=opts.get("max_steps", 20_000),
-            trace=True,
-        )
+        out = replay_report(rep)
     except (ScenarioError, ValueError) as e:
         raise UsageError(f"{args.report}: {e}") from None
     expected = rep["violation"]["kind"]
@@ -303,6 +299,8 @@ def cmd_replay(args):
     meta = {k: rep[k] for k in ("target", "strategy", "seed", "options")}
     out.decisions = rep["decisions"]  # a report keeps its replay input
     again = build_report(meta, rep.get("schedule", 0), out, rep.get("found_decisions")) if out.violation else None
+    if again is not None and rep.get("prior"):
+        again["prior"] = rep["prior"]
     if args.out and again is not None:
         write_report(again, args.out)
     if args.json:

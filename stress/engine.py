@@ -1,109 +1,64 @@
-"""Running schedules: one run, a search over many, and the found violation.
+"""Searching schedules: ``explore`` runs a strategy, shrinks and reports.
 
-``run_schedule`` runs a scenario once under a chooser and returns what
-happened.  ``explore`` is the stable entry point: it runs schedules under a
-strategy until a violation (or the budget), shrinks the schedule that failed
-and turns it into a report.
+``explore`` is the stable entry point.  It runs schedules of a scenario (or
+of a scenario family, :mod:`stress.scenarios`) under a strategy until a
+violation or the budget, shrinks the schedule that failed and turns it into
+a report.  It guarantees:
+
+* the same scenario, seed and options give the same schedules, the same
+  violations and byte-identical reports;
+* a found violation is replayed before it is reported: a replay that ends
+  differently (the scenario kept state across runs, or depends on something
+  outside the model) raises :class:`ReplayMismatch` naming both outcomes,
+  never a report of something else;
+* with the ``cross-schedule`` checker (default) lockdep keeps one graph for
+  the whole search, so an order seen in one schedule and its inverse seen
+  in another are a ``lock-inversion``; its report names the earlier
+  schedules the proof rests on (``prior``), which replay first.  (The
+  hypothesis strategy keeps a graph per schedule: Hypothesis needs each
+  example to be a function of its draws alone.)
+
+Nothing here knows what a driver is: a scenario's own ``shrink`` does what
+is particular to it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 
 import trio
 
-from model.kernel.core import Kernel
-
-from .checkers import attach_checkers, default_checkers
-from .errors import ScenarioError
+from .checkers import cross_schedule, default_checkers
 from .choosers import PCT, BoundedExhaustive, RandomWalk, Replay, make_rng
-from .scheduler import Scheduler
-from .trace import Tracer
+from .errors import ScenarioError
+from .lockdep import LockGraph
+from .report import build_report
+from .results import Result, Violation
+from .run import DEFAULT_MAX_STEPS, Outcome, replay_decisions, run_schedule, run_schedule_async
+from .scenarios import concretize, shrinker_of, target_of
+from .shrink import shrink_decisions
 
 __all__ = [
     "STRATEGIES",
+    "DEFAULT_MAX_STEPS",
     "Outcome",
     "Violation",
     "Result",
+    "ReplayMismatch",
+    "ScenarioError",
     "run_schedule",
     "explore",
     "replay_decisions",
     "concretize",
+    "prior_graph",
 ]
 
 STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "replay")
-DEFAULT_MAX_STEPS = 20_000
 
 
-@dataclass
-class Outcome:
-    """What one schedule did."""
-
-    violation: dict | None
-    decisions: list
-    points: int
-    timeline: list | None = None
-
-    @property
-    def kind(self):
-        return self.violation["kind"] if self.violation else None
-
-
-@dataclass
-class Violation:
-    """A found violation: ``kind`` from the vocabulary, a message, the report."""
-
-    kind: str
-    message: str
-    report: dict
-    path: str | None = None
-
-    @property
-    def splat(self):
-        return self.report["violation"]["splat"]
-
-
-@dataclass
-class Result:
-    violations: list = field(default_factory=list)
-    schedules: int = 0
-    points: int = 0
-    exhausted: bool = False
-    elapsed_s: float = 0.0
-
-    @property
-    def found(self):
-        return bool(self.violations)
-
-
-async def run_schedule_async(scenario, chooser, *, checkers=None, max_steps=DEFAULT_MAX_STEPS, trace=False):
-    kernel = Kernel()
-    tracer = None
-    if trace:
-        tracer = Tracer(kernel)
-        kernel.attach(tracer)
-    attach_checkers(kernel, default_checkers() if checkers is None else checkers)
-    sched = Scheduler(kernel, chooser, max_steps=max_steps, trace=tracer)
-    try:
-        bodies = list(scenario(kernel))
-    except Exception as exc:  # noqa: BLE001 - a scenario that cannot build is a usage error
-        raise ScenarioError(f"scenario {getattr(scenario, '__name__', scenario)!r} failed to build: {exc}") from exc
-    for body in bodies:
-        if not callable(body):
-            raise ScenarioError(f"scenario returned {body!r}, not an async callable per CPU")
-    await sched.run(bodies)
-    return Outcome(sched.violation, sched.decisions, sched.points, tracer.entries if tracer else None)
-
-
-def run_schedule(scenario, chooser, **kw):
-    """Run ``scenario`` once under ``chooser`` (synchronous wrapper)."""
-    return trio.run(lambda: run_schedule_async(scenario, chooser, **kw))
-
-
-def replay_decisions(scenario, decisions, **kw):
-    return run_schedule(scenario, Replay(decisions), **kw)
+class ReplayMismatch(ScenarioError):
+    """A found violation did not replay the same: the scenario is not deterministic."""
 
 
 def _chooser(strategy, seed, index, *, pct_depth, k):
@@ -148,17 +103,13 @@ def explore(
         raise ValueError(f"unknown strategy {strategy!r} (choose from pct, random, exhaustive, hypothesis)")
     if schedules is not None and schedules < 1:
         raise ValueError("schedules must be at least 1")
-    opts = dict(checkers=checkers, max_steps=max_steps)
+    names = list(default_checkers() if checkers is None else checkers)
+    opts = dict(checkers=names, max_steps=max_steps)
     meta = dict(
-        target=target or _target_of(scenario),
+        target=target or target_of(scenario),
         strategy=strategy,
         seed=seed,
-        options={
-            "checkers": list(default_checkers() if checkers is None else checkers),
-            "max_steps": max_steps,
-            "pct_depth": pct_depth,
-            "bound": bound,
-        },
+        options={"checkers": names, "max_steps": max_steps, "pct_depth": pct_depth, "bound": bound},
     )
     t0 = time.monotonic()
     deadline = None if budget_s is None else t0 + budget_s
@@ -176,97 +127,131 @@ def explore(
             database=database,
             database_key=key,
         )
+        found = [(index, out, concrete, ctarget, []) for index, out, concrete, ctarget in found]
     else:
-        result, found = trio.run(_search, scenario, strategy, schedules, seed, deadline, keep_going, opts, pct_depth, bound, progress)
-    for index, outcome, concrete, concrete_target in found:
+        search = _Search(scenario, strategy, seed, opts, pct_depth, bound, cross_schedule(names))
+        result, found = trio.run(search.run, schedules, deadline, keep_going, progress)
+    for index, outcome, concrete, concrete_target, priors in found:
         m = dict(meta, target=concrete_target) if concrete_target is not None else meta
-        result.violations.append(_to_violation(concrete, outcome, index, m, opts, shrink))
+        result.violations.append(_to_violation(concrete, outcome, index, m, opts, shrink, priors))
     result.elapsed_s = time.monotonic() - t0
     return result
 
 
-async def _search(scenario, strategy, schedules, seed, deadline, keep_going, opts, pct_depth, bound, progress):
-    result = Result()
-    found, kinds = [], set()
-    exhaustive = BoundedExhaustive(bound) if strategy == "exhaustive" else None
-    k = 64
-    index = 0
-    while schedules is None or index < schedules:
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        if exhaustive is not None:
-            if not exhaustive.next_run():
-                result.exhausted = True
+class _Search:
+    """The schedules of one random, PCT or exhaustive search, in index order."""
+
+    def __init__(self, scenario, strategy, seed, opts, pct_depth, bound, keep_graph):
+        self.scenario = scenario
+        self.strategy = strategy
+        self.seed = seed
+        self.opts = opts
+        self.pct_depth = pct_depth
+        self.exhaustive = BoundedExhaustive(bound) if strategy == "exhaustive" else None
+        self.graph = LockGraph() if keep_graph else None
+        # schedule index -> (scenario, decisions) of each run that taught lockdep something
+        self.teachers = {}
+
+    async def run(self, schedules, deadline, keep_going, progress):
+        result = Result()
+        found, kinds = [], set()
+        exhaustive = self.exhaustive
+        k = 64
+        index = 0
+        while schedules is None or index < schedules:
+            if deadline is not None and time.monotonic() >= deadline:
                 break
-            chooser = exhaustive
+            if exhaustive is not None:
+                if not exhaustive.next_run():
+                    result.exhausted = True
+                    break
+                chooser = exhaustive
+            else:
+                chooser = _chooser(self.strategy, self.seed, index, pct_depth=self.pct_depth, k=k)
+            concrete, concrete_target = concretize(self.scenario, self.seed, index)
+            out = await self._one(index, concrete, concrete_target, chooser)
+            if exhaustive is not None:
+                exhaustive.finish_run()
+            k = max(k, out.points)
+            result.schedules += 1
+            result.points += out.points
+            if progress is not None:
+                progress(result)
+            if out.violation is not None and out.kind not in kinds:
+                kinds.add(out.kind)
+                priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
+                found.append((index, out, concrete, concrete_target, priors))
+                if not keep_going:
+                    break
+            index += 1
         else:
-            chooser = _chooser(strategy, seed, index, pct_depth=pct_depth, k=k)
-        concrete, concrete_target = concretize(scenario, seed, index)
-        out = await run_schedule_async(concrete, chooser, **opts)
-        if exhaustive is not None:
-            exhaustive.finish_run()
-        k = max(k, out.points)
-        result.schedules += 1
-        result.points += out.points
-        if progress is not None:
-            progress(result)
-        if out.violation is not None and out.kind not in kinds:
-            kinds.add(out.kind)
-            found.append((index, out, concrete, concrete_target))
-            if not keep_going:
-                break
-        index += 1
-    else:
-        if exhaustive is not None and exhaustive.done():
-            result.exhausted = True
-    return result, found
+            if exhaustive is not None and exhaustive.done():
+                result.exhausted = True
+        return result, found
+
+    async def _one(self, index, concrete, concrete_target, chooser):
+        graph = self.graph
+        if graph is None:
+            return await run_schedule_async(concrete, chooser, **self.opts)
+        graph.origin = index
+        before = graph.size()
+        out = await run_schedule_async(concrete, chooser, lock_graph=graph, **self.opts)
+        if graph.size() != before:
+            self.teachers[index] = (concrete, target_of(concrete), list(out.decisions))
+        return out
 
 
-def concretize(scenario, seed, index):
-    """A scenario family (``for_schedule``) gives a concrete scenario per schedule."""
-    for_schedule = getattr(scenario, "for_schedule", None)
-    if for_schedule is None:
-        return scenario, None
-    return for_schedule(seed, index)
+def prior_graph(priors, opts):
+    """Lockdep's graph after replaying ``priors`` ``[(index, scenario, decisions)]`` in order."""
+    graph = LockGraph()
+    for index, scenario, decisions in priors:
+        graph.origin = index
+        run_schedule(scenario, Replay(decisions), lock_graph=graph, **opts)
+    return graph
 
 
-def _target_of(scenario):
-    if isinstance(getattr(scenario, "target", None), dict):
-        return scenario.target
-    mod, name = getattr(scenario, "__module__", None), getattr(scenario, "__qualname__", None)
-    if mod and name and "<" not in name:
-        return {"scenario": f"{mod}:{name}"}
-    return {"scenario": None}
+def _describe(out):
+    if out.violation is None:
+        return "no violation"
+    return f"{out.kind}: {out.violation['message']}"
 
 
-def _to_violation(scenario, outcome, index, meta, opts, shrink):
-    from .report import build_report
-    from .shrink import shrink_decisions
-
-    found = outcome.decisions
-    target = meta["target"]
-    if shrink and target.get("driver") and (target.get("workload") or {}).get("programs") is not None:
-        # A driver workload: drop CPUs and operations the bug does not need, then preemptions.
-        from .shrink_programs import shrink_programs
-        from .workload import driver_scenario
-
-        def make(cfg, _name=target["driver"]):
-            return driver_scenario(_name, cfg)
-
-        config, decisions = shrink_programs(make, target["workload"], found, outcome.kind, opts)
-        scenario = make(config)
-        meta = dict(meta, target={"driver": target["driver"], "workload": config})
-        decisions = shrink_decisions(scenario, decisions, outcome.kind, opts)
+def _to_violation(scenario, outcome, index, meta, opts, shrink, priors=()):
+    found = list(outcome.decisions)
+    if priors:
+        base = prior_graph([(i, s, d) for i, s, _, d in priors], opts)
+        base.origin = index
+        opts = dict(opts, lockdep_base=base)
+    # The find must replay as found before anything is built on it.
+    again = replay_decisions(scenario, found, **opts)
+    if again.kind != outcome.kind or again.violation["message"] != outcome.violation["message"]:
+        raise ReplayMismatch(
+            f"schedule {index} of {_name(meta['target'])} found {_describe(outcome)}, "
+            f"but its replay ended in {_describe(again)}: the scenario is not deterministic "
+            f"(state kept across runs outside the model, or randomness/time of its own)"
+        )
+    own = shrinker_of(scenario)
+    if shrink and own is not None:
+        scenario, decisions = own(found, outcome.kind, opts)
+        meta = dict(meta, target=target_of(scenario))
     elif shrink:
         decisions = shrink_decisions(scenario, found, outcome.kind, opts)
     else:
-        decisions = list(found)
+        decisions = found
     final = replay_decisions(scenario, decisions, trace=True, **opts)
-    if final.kind != outcome.kind:  # cannot happen for a deterministic model
-        decisions = list(found)
-        final = replay_decisions(scenario, decisions, trace=True, **opts)
+    if final.kind != outcome.kind:
+        raise ReplayMismatch(
+            f"the shrunk schedule of schedule {index} of {_name(meta['target'])} ended in "
+            f"{_describe(final)}, not {outcome.kind}: the scenario is not deterministic"
+        )
     # The report keeps the replay input (the shrunk list), not every recorded zero.
     final.decisions = decisions
     report = build_report(meta, index, final, original_decisions=len(found))
+    if priors:
+        report["prior"] = [{"schedule": i, "target": t, "decisions": list(d)} for i, _, t, d in priors]
     v = final.violation
     return Violation(v["kind"], v["message"], report)
+
+
+def _name(target):
+    return target.get("scenario") or target.get("driver") or "the scenario"

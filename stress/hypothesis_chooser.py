@@ -5,12 +5,21 @@ and shrinks worse): decision ``d`` picks option ``d % len(options)`` and the
 list's end means "keep running the current CPU", so Hypothesis' preference
 for short lists of small integers is a preference for schedules with few
 preemptions.  A failure raises one exception class per violation kind, so
-shrinking never trades one kind for another.  The example database is off:
-a run depends on the seed and options only.
+shrinking never trades one kind for another.
+
+Without an example database a run depends on the seed and options only.
+With one (the pytest plugin's ``.hypothesis/iommu-stress``), a failure is
+saved under a key naming the scenario and options, not the seed, and the
+next search of the same scenario replays it first (``Phase.reuse``),
+whatever its seed.  A saved example is self-contained: for a scenario
+family the draws name the concrete scenario completely (the program number
+*and* the seed it is drawn under), so a replay runs the very programs that
+failed, not what the new seed would make of the same program number.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
@@ -18,6 +27,9 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from .choosers import Replay
+from .results import Result
+from .run import run_schedule
+from .scenarios import concretize
 
 __all__ = ["explore_hypothesis", "decision_lists", "pin_local_constants"]
 
@@ -79,23 +91,55 @@ def _exc_for(kind):
     return exc
 
 
+def _scenario_identity(scenario):
+    """What names the scenario beyond the engine's key (its target).
+
+    A driver workload family and a scenario defined in a function have no
+    importable target (``{"scenario": None}``), so without this every such
+    scenario would share one database entry and each search would replay,
+    then delete, the others' failures.
+    """
+    if getattr(scenario, "for_schedule", None) is not None:
+        what = {
+            "family": f"{type(scenario).__module__}:{type(scenario).__qualname__}",
+            "name": getattr(scenario, "name", None),
+            "config": getattr(scenario, "config", None),
+        }
+    else:
+        what = {"scenario": f"{getattr(scenario, '__module__', None)}:{getattr(scenario, '__qualname__', repr(type(scenario)))}"}
+    return json.dumps(what, sort_keys=True, default=repr).encode()
+
+
+#: a scenario family's concrete scenario is ``for_schedule(family seed, program)``,
+#: both drawn (see the module docstring)
+FAMILY_SEEDS = st.integers(0, 2**32 - 1)
+PROGRAMS = st.integers(0, 65535)
+
+
 def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts, database=None, database_key=None):
     """Search with Hypothesis; returns ``(Result, [(index, Outcome, scenario, target)])``.
 
     For a scenario family (a driver workload) Hypothesis also draws which
-    program runs (shrinking toward program 0).
+    program runs (shrinking toward program 0): the program number and the
+    seed the family draws it under, so an example names its concrete
+    scenario by itself.
 
     ``database`` (a Hypothesis example database) and ``database_key`` make a
-    failure found once replay first next time (the pytest plugin uses them);
-    the default is no database, so a run depends on the seed alone.
+    failure found once replay first next time, under any seed (the pytest
+    plugin uses them); the default is no database, so a run depends on the
+    seed alone.  The key is ``database_key`` plus the scenario's identity
+    (:func:`_scenario_identity`); with ``keep_going`` the n-th kind found is
+    saved under its own key, so replaying one kind's example in a later
+    round never deletes it.
     """
-    from .engine import Result, concretize, run_schedule
 
     pin_local_constants()
     family = getattr(scenario, "for_schedule", None)
     result = Result()
     found, kinds = [], set()
     last = {}
+    if database is not None:
+        database_key = (database_key or b"") + b"\x00" + _scenario_identity(scenario)
 
     @settings(
         max_examples=schedules or 1_000_000,
@@ -103,17 +147,21 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
         deadline=None,
         derandomize=False,
         suppress_health_check=list(HealthCheck),
-        phases=(Phase.generate, Phase.shrink),
+        phases=(Phase.generate, Phase.shrink) if database is None else (Phase.reuse, Phase.generate, Phase.shrink),
         report_multiple_bugs=False,
         verbosity=Verbosity.quiet,
         print_blob=False,
     )
     @hypothesis_seed(seed)
-    @given(st.integers(0, 0 if family is None else 65535), decision_lists())
-    def search(program, decisions):
+    @given(
+        st.integers(0, 0) if family is None else PROGRAMS,
+        st.just(None) if family is None else FAMILY_SEEDS,  # st.just draws nothing: scenarios search as before
+        decision_lists(),
+    )
+    def search(program, family_seed, decisions):
         if deadline is not None and time.monotonic() >= deadline:
             return
-        concrete, target = concretize(scenario, seed, program)
+        concrete, target = concretize(scenario, family_seed, program)
         out = run_schedule(concrete, Replay(decisions), **opts)
         result.schedules += 1
         result.points += out.points
@@ -121,10 +169,10 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
             last[out.kind] = (program, out, concrete, target)  # the last failing call is the shrunk one
             raise _exc_for(out.kind)(out.kind)
 
-    if database is not None and database_key is not None:
-        search._hypothesis_internal_database_key = database_key
-
     while True:
+        if database is not None:
+            # round n (n kinds found so far) keeps its find under its own key
+            search._hypothesis_internal_database_key = database_key + (b"" if not kinds else b"\x00%d" % len(kinds))
         try:
             search()
         except _Found as e:

@@ -16,8 +16,14 @@ release of that object's clock.
 from __future__ import annotations
 
 from model.kernel.core import model_stack
+from model.kernel.locks import lock_owner
 
-__all__ = ["RaceDetector"]
+__all__ = ["RaceDetector", "held_by"]
+
+
+def held_by(lock, cpu):
+    """Whether ``cpu`` owns ``lock`` now (the one place this module reads lock ownership)."""
+    return lock_owner(lock, cpu.kernel) is cpu
 
 
 class _Clock:
@@ -42,10 +48,19 @@ def _join(into, other):
 
 
 class RaceDetector:
+    """One run's happens-before state; nothing is stored on the model's objects.
+
+    A cell or lock created once and reused by every schedule (a module-level
+    ``Shared``/``SpinLock``) starts each run with no history: the detector is
+    created per run and keys its state by the object.
+    """
+
     name = "race"
 
     def __init__(self, kernel):
         self.kernel = kernel
+        self.cells = {}  # Shared cell -> _CellState
+        self.locks = {}  # lock -> clock published by its last release
         self.vc = {}  # tid -> {tid: clock}
         self.irqlock = {}  # cpu id -> published clock
         self.synced = {}  # id(obj) -> clock published by the last sync on it
@@ -72,11 +87,11 @@ class RaceDetector:
     # -- hooks ----------------------------------------------------------------
 
     def lock_acquired(self, cpu, lock):
-        self._acquire(self._tid(cpu), lock.race)
+        self._acquire(self._tid(cpu), self.locks.get(lock))
 
     def lock_release(self, cpu, lock):
-        if lock.owner is cpu:
-            lock.race = self._release(self._tid(cpu))
+        if held_by(lock, cpu):
+            self.locks[lock] = self._release(self._tid(cpu))
 
     def irqs(self, cpu, enabled):
         if cpu.hardirq:
@@ -112,9 +127,9 @@ class RaceDetector:
             return
         tid = self._tid(cpu)
         vc = self._clock(tid)
-        st = cell.race
+        st = self.cells.get(cell)
         if st is None:
-            st = cell.race = _CellState()
+            st = self.cells[cell] = _CellState()
         label = f"{cpu!r}{' hardirq' if tid[1] else ''}"
         w = st.write
         if w is not None and w[0] != tid and w[1] > vc.get(w[0], 0):

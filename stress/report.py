@@ -1,6 +1,6 @@
 """Bug reports: a versioned JSON document, and its text form for a mail reply.
 
-Format (``"format": "iommu-stress-report"``, ``"version": 1``)::
+Format (``"format": "iommu-stress-report"``, ``"version": 2``)::
 
     tool        tool version that wrote it
     target      what ran: {"scenario": "pkg.mod:fn"} or {"driver": ..., "workload": ...}
@@ -11,6 +11,12 @@ Format (``"format": "iommu-stress-report"``, ``"version": 1``)::
     preemptions, points
     violation   kind, message, splat, stacks {label: [frames]}, cpu, point
     timeline    [[step, actor, what, detail], ...]
+    prior       only for a lockdep find that rests on orders seen in earlier
+                schedules of the search: [{schedule, target, decisions}, ...],
+                replayed in order (lockdep's graph only) before ``decisions``
+
+Version 2 (this one) added ``prior`` and prints stack frames as
+``function (path/file.py:LINE)``; version 1 reports still replay.
 
 Everything in it is derived from the seed and options: writing the same find
 twice gives the same bytes.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from . import __version__
 from .shrink import preemptions
@@ -36,7 +43,7 @@ __all__ = [
 ]
 
 FORMAT = "iommu-stress-report"
-VERSION = 1
+VERSION = 2
 
 
 class ReportError(ValueError):
@@ -76,7 +83,7 @@ def dumps(report):
 
 def report_name(report):
     t = report["target"]
-    what = t.get("driver") or (t.get("scenario") or "scenario").replace(":", "-").replace(".", "-")
+    what = re.sub(r"[^A-Za-z0-9_-]+", "-", t.get("driver") or t.get("scenario") or "scenario").strip("-")
     return f"{what}-{report['violation']['kind']}-s{report['seed']}-{report['schedule']}"
 
 
@@ -115,6 +122,16 @@ def load_report(path):
         raise ReportError(f"{path}: decisions must be non-negative integers")
     if not isinstance(data["violation"].get("kind"), str):
         raise ReportError(f"{path}: violation has no kind")
+    prior = data.get("prior", [])
+    if not isinstance(prior, list) or not all(
+        isinstance(p, dict)
+        and isinstance(p.get("target"), dict)
+        and isinstance(p.get("schedule"), int)
+        and isinstance(p.get("decisions"), list)
+        and all(isinstance(d, int) and d >= 0 for d in p["decisions"])
+        for p in prior
+    ):
+        raise ReportError(f"{path}: field 'prior' must be a list of {{schedule, target, decisions}}")
     return data
 
 

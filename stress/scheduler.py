@@ -14,21 +14,48 @@ A point with a single option records nothing.  Keeping the current CPU is a
 plain function return; only a real switch pays for a Trio park/reschedule.
 
 A CPU waiting for a lock is parked with ``cpu.blocked_on`` set: it is not
-runnable until the lock is free, but it still takes interrupts if it has them
-enabled (a CPU spinning in ``spin_lock`` does).  No option while some CPU has
-work left is a ``deadlock``; a CPU past ``max_steps`` points is a
-``livelock``.  A violation reported by any checker stops the run.
+runnable until the lock is handed to it (locks serve their waiters in FIFO
+order, ``model.kernel.locks``), but it still takes interrupts if it has them
+enabled (a CPU spinning in ``spin_lock`` does).
+
+Fair spinning (CHESS's fair scheduler, Musuvathi & Qadeer, PLDI 2008).  A
+CPU that spins says so at a *yield point* (:meth:`Scheduler.relax`: a failed
+``spin_trylock``, ``cpu_relax()``).  When CPU t yields, every other CPU that
+is runnable now and has not run since t's previous yield (since the start,
+for the first) gets priority over t: t is left out of the options while any
+of them is runnable, until each has been chosen once.  This is a function of
+the run so far, so it replays exactly from the decisions, and no decision is
+recorded for it (a point left with one option records nothing).  A switch at
+a yield point is not a preemption for the bounded exhaustive search (CHESS
+does not count it either).  A yielding CPU therefore cannot starve the CPU
+it waits for, under any chooser: a correct back-off loop ends.
+
+No option while some CPU has work left is a ``deadlock``.  A CPU past
+``max_steps`` points is a ``livelock``: with fair spinning that means no
+fair continuation let it finish (it keeps spinning while every other CPU is
+blocked, done, or given its turn after each of its yields), or it spins
+without ever yielding (a busy loop without ``cpu_relax()``: the message says
+so).  A violation reported by any checker stops the run.
+
+A broken scenario is not a finding: a CPU body that is not ``async``, or an
+``await`` of a plain call (``await spin_unlock(lock)``), stops every CPU and
+:meth:`Scheduler.run` raises :class:`~stress.errors.ScenarioError`.
 """
 
 from __future__ import annotations
 
-import traceback
+import inspect
+import linecache
+import re
 
 import outcome
 import trio
 
 from model.kernel.core import NULL_SCHED, Cpu, ModelBug, model_stack, set_current
+from model.kernel.stacks import coro_stack, traceback_stack
 from model.kernel.core import _current as _current_var
+
+from .errors import ScenarioError
 
 
 def _reset_current(token):
@@ -38,17 +65,8 @@ __all__ = ["Scheduler", "Stop", "task_stack"]
 
 
 def task_stack(task):
-    """Model function names of a parked task's coroutine chain, innermost first."""
-    out = []
-    coro = task.coro if task is not None else None
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None)
-        if frame is not None:
-            mod = frame.f_globals.get("__name__", "")
-            if mod.startswith("model"):
-                out.append(f"{frame.f_code.co_name}+{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None)
-    return tuple(reversed(out))
+    """The frames of a parked task's coroutine chain, innermost first (as ``model_stack``)."""
+    return coro_stack(task.coro) if task is not None else ()
 
 
 class Stop(BaseException):
@@ -60,10 +78,42 @@ _STOP = object()  # wake-up command: the run was stopped by a violation
 _RUN = None  # wake-up command: continue the body
 
 
+def _not_async(what, fn, value):
+    """The one-line message for a CPU body (or setup function) that is not async."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return f"{what} {name} returned {value!r}, not a coroutine: declare it `async def`"
+
+
+_AWAIT_TYPE_ERROR = "can't be used in 'await' expression"
+_AWAITED_CALL = re.compile(r"await\s+([\w.]+)\s*\(")
+
+
+def _await_error(exc):
+    """A ScenarioError for ``await plain_call()``, or None if ``exc`` is something else.
+
+    The TypeError is raised in the frame that awaits: the last of the traceback
+    names the user's file and line.
+    """
+    if not isinstance(exc, TypeError) or _AWAIT_TYPE_ERROR not in str(exc):
+        return None
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return None
+    filename, lineno = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+    line = linecache.getline(filename, lineno).split(" #", 1)[0].strip()
+    m = _AWAITED_CALL.search(line)
+    what = m.group(1).rsplit(".", 1)[-1] if m else None
+    fix = f"drop the await: {what} is not async" if what else "drop the await: the called function is not async"
+    shown = f" `{line}`" if line else ""
+    return ScenarioError(f"{filename}:{lineno}:{shown} awaits a plain call ({exc}): {fix}")
+
+
 class _Ctl:
     """Engine-private state of one CPU task (``cpu.ctl``)."""
 
-    __slots__ = ("task", "parked", "finished", "daemon", "steps", "body", "fresh")
+    __slots__ = ("task", "parked", "finished", "daemon", "steps", "body", "fresh", "ran", "last_yield", "waitfor")
 
     def __init__(self, body, daemon):
         self.task = None
@@ -73,6 +123,9 @@ class _Ctl:
         self.steps = 0
         self.body = body
         self.fresh = True  # started but not yet at its first point
+        self.ran = -1  # ``sched.points`` when last chosen to run (-1: never)
+        self.last_yield = 0  # ``sched.points`` at its last yield point (0: the start)
+        self.waitfor = None  # CPUs that run before this one again (fair spinning), or None
 
 
 class Scheduler:
@@ -88,6 +141,9 @@ class Scheduler:
         self.points = 0
         self.violation = None  # (kind, message, detail) of the first report
         self.stopping = False
+        self.error = None  # a ScenarioError that stopped the run: raised by run()
+        self.yielders = []  # ctl of each CPU with a non-empty ``waitfor`` (fair spinning)
+        self.yield_point = -1  # ``points`` of the yield point being decided, if one is
         kernel.report = self.report
 
     # -- running one schedule -------------------------------------------------
@@ -96,7 +152,9 @@ class Scheduler:
         """Run CPU ``bodies`` (and the kernel's agents) to the end.
 
         ``kernel.setup`` runs first and ``kernel.teardown`` last, each on a
-        boot CPU alone (no decisions: nothing else can run then).
+        boot CPU alone (no decisions: nothing else can run then).  Raises
+        :class:`~stress.errors.ScenarioError` (after every CPU has stopped)
+        if a body is not async or awaits a plain call.
         """
         k = self.kernel
         if not await self._alone(k.setup, "boot"):
@@ -118,6 +176,8 @@ class Scheduler:
                 self._first()
             except Stop:
                 pass
+        if self.error is not None:
+            raise self.error
         if self.violation is None and await self._alone(k.teardown, "teardown"):
             try:
                 for fn in k.hooks.run_end:
@@ -134,12 +194,20 @@ class Scheduler:
         token = set_current(cpu)
         try:
             for fn in fns:
-                await fn()
+                coro = fn()
+                if not inspect.isawaitable(coro):
+                    raise ScenarioError(_not_async(f"{name} function", fn, coro))
+                await coro
             for f in self.kernel.hooks.op_end:
                 f(cpu, name)
         except Stop:
             return False
+        except ScenarioError:
+            raise
         except Exception as exc:
+            err = _await_error(exc)
+            if err is not None:
+                raise err from exc
             self._crash(cpu, exc)
             return False
         finally:
@@ -163,7 +231,10 @@ class Scheduler:
             await self._obey(cpu, cmd)
             if self.trace is not None:
                 self.trace.begin(cpu)
-            await ctl.body()
+            coro = ctl.body()
+            if not inspect.isawaitable(coro):
+                raise ScenarioError(_not_async(f"{cpu!r} body", ctl.body, coro))
+            await coro
             ctl.fresh = False
             for fn in self.kernel.hooks.op_end:
                 fn(cpu, None)
@@ -173,20 +244,28 @@ class Scheduler:
             await self._decide(cpu)  # idle: take interrupts until the end
         except Stop:
             pass
+        except ScenarioError as exc:  # the scenario is broken: not a finding
+            self._scenario_error(exc)
         except Exception as exc:  # the model or driver crashed: a violation
-            self._crash(cpu, exc)
+            err = _await_error(exc)
+            if err is not None:
+                err.__cause__ = exc
+                self._scenario_error(err)
+            else:
+                self._crash(cpu, exc)
         finally:
             ctl.finished = True
             if self.stopping:
                 self._wake_all(_STOP)
 
+    def _scenario_error(self, err):
+        """Stop every CPU, as a violation does; :meth:`run` raises ``err`` at the end."""
+        if self.error is None and self.violation is None:
+            self.error = err
+        self.stopping = True
+
     def _crash(self, cpu, exc):
-        tb = traceback.extract_tb(exc.__traceback__)
-        stack = tuple(
-            f"{fr.name}+{fr.lineno}"
-            for fr in reversed(tb)
-            if not fr.filename.endswith(("scheduler.py",)) and "/trio/" not in fr.filename
-        )
+        stack = traceback_stack(exc.__traceback__)
         kind = "assertion"
         msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ModelBug) else str(exc)
         try:
@@ -209,13 +288,40 @@ class Scheduler:
             if not cpu.hardirq and cpu.blocked_on is None:
                 return
         if ctl.steps > self.max_steps:
+            hint = "" if ctl.last_yield else " (it never yielded: a busy-wait loop needs cpu_relax())"
             self.report(
                 "livelock",
-                f"{cpu!r} did not finish within {self.max_steps} steps",
+                f"{cpu!r} did not finish within {self.max_steps} steps{hint}",
                 stacks={repr(cpu): model_stack(2)},
                 cpu=cpu,
             )
         await self._decide(cpu)
+
+    async def relax(self, cpu):
+        """A yield point: ``cpu`` spins (``cpu_relax()``, a failed ``spin_trylock``).
+
+        Every other CPU that is runnable now and has not run since ``cpu``'s
+        previous yield (since the start, for the first) must be chosen before
+        ``cpu`` may run again (``_fair``).  Then this is a preemption point
+        like any other, except that switching here costs the exhaustive
+        search no preemption (``yield_point``).
+        """
+        ctl = cpu.ctl
+        prev = ctl.last_yield
+        ctl.last_yield = self.yield_point = self.points + 1  # the point below
+        wait = None
+        for c in self.kernel.cpus:
+            if c is not cpu and c.ctl.ran < prev and c.ctl.parked and self._runnable(c):
+                if wait is None:
+                    wait = set()
+                wait.add(c)
+        if wait:
+            if ctl.waitfor is None:
+                ctl.waitfor = wait
+                self.yielders.append(ctl)
+            else:
+                ctl.waitfor |= wait
+        await self.point(cpu)
 
     async def wait(self, cpu, obj):
         """Park ``cpu`` until ``obj.ready()`` (it is not runnable until then)."""
@@ -272,7 +378,26 @@ class Scheduler:
                         and (c is cur or c.ctl.parked)
                     ):
                         opts.append((c, irq))
+        if self.yielders:
+            return self._fair(opts)
         return opts
+
+    @staticmethod
+    def _fair(opts):
+        """Leave out each CPU that must first let a runnable CPU run (fair spinning).
+
+        The "runs before" relation only ever points at a CPU that has not run
+        since, so it has no cycle and some CPU is always left.  Interrupt
+        deliveries are never left out.
+        """
+        runnable = {c for c, irq in opts if irq is None}
+        out = []
+        for o in opts:
+            w = o[0].ctl.waitfor
+            if o[1] is None and w is not None and not w.isdisjoint(runnable):
+                continue
+            out.append(o)
+        return out if len(out) < len(opts) and any(o[1] is None for o in out) else opts
 
     @staticmethod
     def _runnable(c):
@@ -308,7 +433,7 @@ class Scheduler:
         lines = [f"{c!r} waits for {c.blocked_on!r}" for c in stuck]
         stacks = {repr(c): task_stack(c.ctl.task) for c in stuck if c is not cpu}
         if cpu in stuck:
-            stacks[repr(cpu)] = model_stack(2)
+            stacks[repr(cpu)] = model_stack(1)  # skips the scheduler's frames: the CPU's own
         self.report(
             "deadlock",
             "every CPU with work left is blocked: " + "; ".join(lines),
@@ -319,11 +444,26 @@ class Scheduler:
     # -- Trio handoff -----------------------------------------------------------
 
     def _wake(self, c, value):
-        c.ctl.parked = False
+        ctl = c.ctl
+        ctl.parked = False
+        ctl.ran = self.points
+        if self.yielders:
+            self._served(c)
         self.current = c
         if self.trace is not None and value is None:
             self.trace.switch(c)
-        trio.lowlevel.reschedule(c.ctl.task, outcome.Value(value))
+        trio.lowlevel.reschedule(ctl.task, outcome.Value(value))
+
+    def _served(self, c):
+        """``c`` runs: no yielding CPU has to wait for it any more."""
+        left = []
+        for y in self.yielders:
+            y.waitfor.discard(c)
+            if y.waitfor:
+                left.append(y)
+            else:
+                y.waitfor = None
+        self.yielders = left
 
     def _wake_all(self, value):
         for c in self.kernel.cpus:

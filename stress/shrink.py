@@ -11,7 +11,7 @@ always a schedule that fails.
 
 from __future__ import annotations
 
-from .engine import replay_decisions
+from .run import replay_decisions
 
 __all__ = ["shrink_decisions", "preemptions"]
 

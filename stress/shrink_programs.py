@@ -18,7 +18,7 @@ of that operation, with operation and CPU numbers moved down past the one
 removed; operations are told apart by the ``op_begin`` events driver
 workloads emit); and a short :func:`~stress.shrink.shrink_decisions`
 search from the same decisions.  A candidate whose scenario cannot be
-built (:class:`~stress.engine.ScenarioError`) does not reproduce.
+built (:class:`~stress.errors.ScenarioError`) does not reproduce.
 
 A candidate is taken only if it reproduces the kind and is no larger than
 the best so far in every measure (CPUs, operations, preemptions, length of
@@ -31,7 +31,8 @@ inputs, same result: nothing here depends on time or randomness.
 from __future__ import annotations
 
 from .choosers import Replay
-from .engine import ScenarioError, run_schedule
+from .errors import ScenarioError
+from .run import run_schedule
 from .shrink import preemptions, shrink_decisions
 
 __all__ = ["shrink_programs", "workload_size", "MAX_REPLAYS"]

@@ -7,31 +7,11 @@ exact scenario: ``{"scenario": "pkg.mod:fn"}``, or for a driver hunt
 
 from __future__ import annotations
 
-import importlib
-
 from .errors import UsageError
+from .loader import import_object
+from .workload import driver_scenario
 
 __all__ = ["UsageError", "import_object", "resolve_scenario", "scenario_for_target"]
-
-
-def import_object(spec, what):
-    """Import ``pkg.module:attr``; any failure is a one-line :class:`UsageError`."""
-    if not isinstance(spec, str) or spec.count(":") != 1:
-        raise UsageError(f"{what} must be given as pkg.module:name, not {spec!r}")
-    mod_name, attr = spec.split(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise UsageError(f"cannot import {what} module {mod_name!r}: {e}") from None
-    except Exception as e:  # a plugin that raises on import
-        raise UsageError(f"{what} module {mod_name!r} raised on import: {type(e).__name__}: {e}") from None
-    obj = mod
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UsageError(f"{what} {spec!r}: module {mod_name!r} has no {attr!r}") from None
-    return obj
 
 
 def resolve_scenario(spec):
@@ -48,7 +28,20 @@ def scenario_for_target(target):
     if target.get("scenario"):
         return resolve_scenario(target["scenario"])
     if target.get("driver"):
-        from .workload import driver_scenario
-
         return driver_scenario(target["driver"], target.get("workload") or {})
     raise UsageError("report target names neither a scenario nor a driver")
+
+
+def replay_report(report, trace=True):
+    """Replay a loaded report: its ``prior`` schedules first (lockdep's graph), then its own."""
+    from .engine import prior_graph
+    from .run import replay_decisions
+
+    opts = report["options"]
+    run_opts = {"checkers": opts.get("checkers"), "max_steps": opts.get("max_steps", 20_000)}
+    prior = report.get("prior") or []
+    if prior:
+        base = prior_graph([(p["schedule"], scenario_for_target(p["target"]), p["decisions"]) for p in prior], run_opts)
+        base.origin = report.get("schedule", 0)
+        run_opts["lockdep_base"] = base
+    return replay_decisions(scenario_for_target(report["target"]), report["decisions"], trace=trace, **run_opts)

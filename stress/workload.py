@@ -13,7 +13,8 @@ report's target, so a replay runs exactly the same operations.
 from __future__ import annotations
 
 from .choosers import make_rng
-from .targets import UsageError
+from .errors import UsageError
+from .loader import import_object
 
 __all__ = [
     "OP_KINDS",
@@ -22,7 +23,6 @@ __all__ = [
     "draw_programs",
     "driver_scenario",
     "DriverWorkload",
-    "bench_workload",
 ]
 
 #: operation kinds, with the argument names each takes
@@ -120,14 +120,18 @@ def draw_programs(cfg, seed, index, kinds=None):
 
 
 def _resolve_driver(name):
-    from model.drivers import get_driver
+    from model.drivers import get_driver, validate_driver
 
+    if isinstance(name, str) and ":" in name:  # a plugin: pkg.module:Class or path/file.py:Class
+        cls = import_object(name, "driver")
+        reason = validate_driver(cls)
+        if reason:
+            raise UsageError(f"driver {name!r}: {reason}")
+        return cls
     try:
         return get_driver(name)
     except LookupError as e:
         raise UsageError(str(e)) from None
-    except Exception as e:  # a user driver module that raises on import
-        raise UsageError(f"driver {name!r} raised on import: {type(e).__name__}: {e}") from None
 
 
 def driver_scenario(name, config):
@@ -148,8 +152,21 @@ def _fixed_scenario(name, driver, config):
     def scenario(kernel):
         return build_scenario(kernel, driver, config)
 
+    def shrink(decisions, kind, opts):
+        """Drop CPUs and operations the bug does not need, then preemptions."""
+        from .shrink import shrink_decisions
+        from .shrink_programs import shrink_programs
+
+        def make(cfg):
+            return _fixed_scenario(name, driver, cfg)
+
+        cfg, decisions = shrink_programs(make, config, decisions, kind, opts)
+        smaller = make(cfg)
+        return smaller, shrink_decisions(smaller, decisions, kind, opts)
+
     scenario.__qualname__ = f"workload[{name}]"
     scenario.target = {"driver": name, "workload": config}  # what a report names
+    scenario.shrink = shrink
     return scenario
 
 
@@ -169,39 +186,3 @@ class DriverWorkload:
     def __call__(self, kernel):
         scenario, _ = self.for_schedule(0, 0)
         return scenario(kernel)
-
-
-def bench_workload(quick, bare_points_per_s):
-    """Points/s and schedules/s of a representative driver mix, every checker on.
-
-    4 CPUs running map/unmap/attach/suspend/resume/DMA on ``vsi-fixed``;
-    ``model_cost_per_point`` is the bare engine's points/s (measured in the
-    same run) over this one's: how much the full model costs per point.
-    Every schedule also boots and tears down a machine (probe, domains,
-    release: many events, five points); ``boot_ms_per_schedule`` measures that
-    with empty programs, and ``model_cost_per_point_after_boot`` leaves it
-    out.
-    """
-    import time
-
-    from .engine import explore
-
-    def rate(cfg, n):
-        t0 = time.perf_counter()
-        result = explore(driver_scenario("vsi-fixed", cfg), strategy="pct", schedules=n, seed=0, shrink=False)
-        elapsed = time.perf_counter() - t0
-        if result.found:
-            raise RuntimeError(f"vsi-fixed reported {result.violations[0].kind} in the bench workload")
-        return elapsed / n, result.points / n
-
-    n = 30 if quick else 300
-    per_schedule, points = rate(workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"]), n)
-    boot, boot_points = rate(dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)]), n)
-    after_boot = (points - boot_points) / max(per_schedule - boot, 1e-9)
-    return {
-        "workload_points_per_s": points / per_schedule,
-        "workload_schedules_per_s": 1 / per_schedule,
-        "model_cost_per_point": bare_points_per_s / (points / per_schedule),
-        "boot_ms_per_schedule": boot * 1000,
-        "model_cost_per_point_after_boot": bare_points_per_s / after_boot,
-    }

@@ -21,6 +21,13 @@ simulates hard-IRQ context with ``HARDIRQ_ENTER()``.  Here:
   runs in the probe (``kernel.add_setup``) or remove (``kernel.add_teardown``)
   path, which run alone before and after every CPU.
 
+Trylock has no column of its own in the C: the ww_mutex table ports its
+rows ("try", "block", "spinlock" against "block"/"try"), here with
+spinlocks, next to the ABBA orders with a trylock in either position and the
+hard-IRQ uses of ``spin_trylock``.  Lockdep's rule: a trylock adds no
+dependency and sets no IN-HARDIRQ bit (it cannot wait), but the lock is held
+afterwards and a trylock with interrupts enabled is HARDIRQ-ON.
+
 ``SELFTESTS`` is the table the tests run: ``(name, scenario, expected kind
 or None)``.
 """
@@ -37,6 +44,7 @@ from model.kernel import (
     spin_lock_irq,
     spin_lock_irqsave,
     spin_lock_nested,
+    spin_trylock,
     spin_unlock,
     spin_unlock_irq,
     spin_unlock_irqrestore,
@@ -93,6 +101,22 @@ def hardirq_handler(lock):
     async def handler(irq, dev_id):
         await spin_lock(lock)
         spin_unlock(lock)
+        return IRQ_HANDLED
+
+    return handler
+
+
+async def trylock_unlock(lock):
+    """``if (TRYLOCK(x)) UNLOCK(x)``."""
+    if await spin_trylock(lock):
+        spin_unlock(lock)
+
+
+def hardirq_trylock_handler(lock):
+    """A handler that only trylocks ``lock`` in hard-IRQ context (and copes with failing)."""
+
+    async def handler(irq, dev_id):
+        await trylock_unlock(lock)
         return IRQ_HANDLED
 
     return handler
@@ -505,6 +529,130 @@ def spin_lock_irqsave_consistent(kernel):
     return _dev_lock_in_irq(kernel, spin_lock_irqsave, spin_unlock_irqrestore)
 
 
+# -- trylock --------------------------------------------------------------------------------
+
+
+async def LOCK_TRYLOCK_2(x, y):
+    """``LOCK(x); if (TRYLOCK(y)) UNLOCK(y); UNLOCK(x)``: no dependency x -> y."""
+    await spin_lock(x)
+    await trylock_unlock(y)
+    spin_unlock(x)
+
+
+async def TRYLOCK_LOCK_2(x, y):
+    """``if (TRYLOCK(x)) { LOCK(y); UNLOCK(y); UNLOCK(x); }``: x is held, so x -> y."""
+    if await spin_trylock(x):
+        await spin_lock(y)
+        spin_unlock(y)
+        spin_unlock(x)
+
+
+def spin_block_spin(kernel):
+    """"spinlock | block" (ww_test_spin_block): X -> A, then A -> X, both blocking."""
+    A, X = SpinLock("lock_A"), SpinLock("lock_X")
+
+    async def cpu0():
+        await lock_unlock(A)
+        await LOCK_UNLOCK_2(X, A)
+        await LOCK_UNLOCK_2(A, X)  # fail
+
+    return [cpu0]
+
+
+def spin_try_spin(kernel):
+    """"spinlock | try" (ww_test_spin_try): X trylocked before A, then trylocked under A.
+
+    The trylocked X is held, so X -> A is a dependency; A -> X is not.
+    """
+    A, X = SpinLock("lock_A"), SpinLock("lock_X")
+
+    async def cpu0():
+        await lock_unlock(A)
+        await TRYLOCK_LOCK_2(X, A)
+        await LOCK_TRYLOCK_2(A, X)  # should NOT fail
+
+    return [cpu0]
+
+
+def try_block_spin(kernel):
+    """"try | block" (ww_test_try_block): ``TRYLOCK(X1); LOCK(X2)``, one class (recursive-locking)."""
+    X1, X2 = SpinLock("lock_X"), SpinLock("lock_X")
+
+    async def cpu0():
+        if await spin_trylock(X1):
+            await spin_lock(X2)  # fail: X1 is held
+            spin_unlock(X2)
+            spin_unlock(X1)
+
+    return [cpu0]
+
+
+def try_try_spin(kernel):
+    """"try | try" (ww_test_try_try): ``TRYLOCK(X1); TRYLOCK(X2)`` on two CPUs: no recursion check."""
+    X1, X2 = SpinLock("lock_X"), SpinLock("lock_X")
+
+    async def cpu():
+        if await spin_trylock(X1):
+            await trylock_unlock(X2)
+            spin_unlock(X1)
+
+    return [cpu, cpu]
+
+
+def block_try_spin(kernel):
+    """"block | try" (ww_test_block_try): ``LOCK(X1); TRYLOCK(X2)`` on two CPUs: fine."""
+    X1, X2 = SpinLock("lock_X"), SpinLock("lock_X")
+    return [lambda: LOCK_TRYLOCK_2(X1, X2), lambda: LOCK_TRYLOCK_2(X1, X2)]
+
+
+def ABBA_trylock_first_smp(kernel):
+    """A-B-B-A with the trylock first: CPU0 trylocks A and then waits for B, CPU1 takes B then A.
+
+    A trylocked lock is held like any other: CPU0 can sit on A waiting for B.
+    """
+    A, B = locks("A", "B")
+    return [lambda: TRYLOCK_LOCK_2(A, B), lambda: LOCK_UNLOCK_2(B, A)]
+
+
+def ABBA_trylock_second_smp(kernel):
+    """Counterpart: CPU0 takes A and only trylocks B, CPU1 takes B then A ("trylock can be done in any order")."""
+    A, B = locks("A", "B")
+    return [lambda: LOCK_TRYLOCK_2(A, B), lambda: LOCK_UNLOCK_2(B, A)]
+
+
+def irq_trylock_hard_spin(kernel):
+    """The IRQ handler only trylocks A; process context takes A with irqs on: no IN-HARDIRQ, fine."""
+    (A,) = locks("A")
+    request_irq(kernel, TEST_IRQ, hardirq_trylock_handler(A), 0, "selftest", None)
+    return [raise_then(kernel, lambda: lock_unlock(A)), lambda: lock_unlock(A)]
+
+
+def trylock_irqs_on_hard_spin(kernel):
+    """Process context trylocks A with irqs on, the IRQ handler spin_locks it (inconsistent).
+
+    The IRQ can hit while the trylock holds A on the same CPU: HARDIRQ-ON applies to a trylock.
+    """
+    (A,) = locks("A")
+    request_irq(kernel, TEST_IRQ, hardirq_handler(A), 0, "selftest", None)
+    return [raise_then(kernel, lambda: trylock_unlock(A)), lambda: trylock_unlock(A)]
+
+
+def irqsafe2B_hard_spin_trylock(kernel):
+    """"hard-safe-A + irqs-on" with a trylock: irqs come back on while the trylocked A is held."""
+    (A,) = locks("A")
+    request_irq(kernel, TEST_IRQ, hardirq_handler(A), 0, "selftest", None)
+
+    async def irqs_on_with_A_trylocked():
+        local_irq_disable()
+        if await spin_trylock(A):
+            await local_irq_enable()  # fail: A is irq-safe
+            spin_unlock(A)
+        else:
+            await local_irq_enable()
+
+    return [raise_then(kernel, irqs_on_with_A_trylocked), lambda: lock_irqsave_unlock(A)]
+
+
 # -- the table ----------------------------------------------------------------------------
 
 SELFTESTS = [
@@ -544,4 +692,14 @@ SELFTESTS = [
     ("irq_inversion_hard_spin_fixed", irq_inversion_hard_spin_fixed, None),
     ("spin_lock_irq_unsafe", spin_lock_irq_unsafe, "irq-lock-inversion"),
     ("spin_lock_irqsave_consistent", spin_lock_irqsave_consistent, None),
+    ("spin_block_spin", spin_block_spin, "lock-inversion"),
+    ("spin_try_spin", spin_try_spin, None),
+    ("try_block_spin", try_block_spin, "recursive-locking"),
+    ("try_try_spin", try_try_spin, None),
+    ("block_try_spin", block_try_spin, None),
+    ("ABBA_trylock_first_smp", ABBA_trylock_first_smp, "lock-inversion"),
+    ("ABBA_trylock_second_smp", ABBA_trylock_second_smp, None),
+    ("trylock_irqs_on_hard_spin", trylock_irqs_on_hard_spin, "irq-lock-inversion"),
+    ("irq_trylock_hard_spin", irq_trylock_hard_spin, None),
+    ("irqsafe2B_hard_spin_trylock", irqsafe2B_hard_spin_trylock, "irq-lock-inversion"),
 ]

@@ -183,3 +183,66 @@ def test_hunt_log_is_json_lines(tmp_path, capsys):
     assert rows[1]["kind"] == "data-race" and os.path.exists(rows[1]["report"])
     assert rows[2]["found"] is True and rows[2]["schedules"] >= 1
     assert main(["hunt", "--scenario", SCEN, "--log", str(tmp_path / "no" / "such" / "dir.jsonl")]) == 2
+
+
+_USER_SCENARIO = '''
+from model.kernel import Shared
+
+def racy(kernel):
+    cell = Shared("mine", 0)
+
+    async def inc():
+        await cell.store(await cell.load() + 1)
+
+    return [inc, inc]
+'''
+
+_USER_DRIVER = '''
+from model.drivers.vsi_fixed import VsiFixed
+from model.kernel import GFP_ATOMIC, GFP_DMA32
+
+
+class Mine(VsiFixed):
+    name = "mine"
+    summary = "vsi-fixed with GFP_ATOMIC tables"
+
+    async def vsi_dte_get_page_table(self, vsi_domain, iova, gfp):
+        return await super().vsi_dte_get_page_table(vsi_domain, iova, GFP_ATOMIC | GFP_DMA32)
+'''
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--scenario", "myscen:racy"],
+        ["--scenario", "sub/myscen_file.py:racy"],
+        ["--driver", "mydriver:Mine", "--schedules", "300"],
+    ],
+)
+def test_user_modules_found_from_the_current_directory(tmp_path, args):
+    """As ``python -m`` and pytest do: a module next to the user, or a file path."""
+    (tmp_path / "myscen.py").write_text(_USER_SCENARIO)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "myscen_file.py").write_text(_USER_SCENARIO)
+    (tmp_path / "mydriver.py").write_text(_USER_DRIVER)
+    exe = os.path.join(os.path.dirname(sys.executable), "iommu-stress")
+    p = subprocess.run([exe, "hunt", *args, "--json", "--out", "r"], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    data = json.loads(p.stdout)
+    assert data["found"], data
+    p = subprocess.run([exe, "replay", data["report"], "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    assert json.loads(p.stdout)["reproduced"] is True
+
+
+def test_scenario_mistakes_exit_2_with_one_line(tmp_path):
+    (tmp_path / "oops.py").write_text(
+        "from model.kernel import Shared\n"
+        "def empty(kernel):\n    return []\n"
+        "def forgot(kernel):\n    c = Shared('c', 0)\n    async def b():\n        c.store(1)\n    return [b]\n"
+    )
+    for fn, needle in (("empty", "no CPU bodies"), ("forgot", "never awaited")):
+        rc, out, err = run_cli("hunt", "--scenario", f"oops:{fn}", "--out", "r", cwd=tmp_path)
+        assert rc == 2, err
+        assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not (tmp_path / "r").exists()

@@ -10,6 +10,8 @@ from .scenarios_selftest import (
     SELFTESTS,
     ABAB_spin_smp,
     ABBA_spin_smp,
+    ABBA_trylock_first_smp,
+    ABBA_trylock_second_smp,
     ABBCAC_spin_3cpu,
     ABBCCA_spin_3cpu,
     irq_inversion_hard_spin,
@@ -96,6 +98,8 @@ CYCLES = {
     "ABBCCDDA_spin": {"lock_A", "lock_B", "lock_C", "lock_D"},
     "ABCDBDDA_spin": {"lock_A", "lock_B", "lock_D"},  # C -> D is not on the cycle
     "ABCDBCDA_spin": {"lock_A", "lock_B", "lock_C", "lock_D"},
+    "spin_block_spin": {"lock_A", "lock_X"},
+    "ABBA_trylock_first_smp": {"lock_A", "lock_B"},
 }
 
 
@@ -137,8 +141,9 @@ def test_irqsafe1_discovery_order(scenario, old, new, where):
         (ABBA_spin_smp, ABAB_spin_smp),
         (ABBCCA_spin_3cpu, ABBCAC_spin_3cpu),
         (irq_inversion_hard_spin, irq_inversion_hard_spin_fixed),
+        (ABBA_trylock_first_smp, ABBA_trylock_second_smp),
     ],
-    ids=["ABBA_2cpu", "ABBCCA_3cpu", "irq_inversion"],
+    ids=["ABBA_2cpu", "ABBCCA_3cpu", "irq_inversion", "ABBA_trylock"],
 )
 def test_manifest_deadlock_without_lockdep(buggy, fixed):
     """Lockdep off: some schedule of the buggy form really deadlocks; the fix never does."""

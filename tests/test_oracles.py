@@ -3,12 +3,38 @@ silent on the correct version of the same scenario."""
 
 import pytest
 
-from model.drivers.vsi_fixed import VsiFixed
-from model.hw import RK_MMU_CMD_ENABLE_PAGING, RK_MMU_COMMAND, RK_MMU_DTE_ADDR, IommuHw, clk_bulk_enable, writel
+from model.drivers.vsi_fixed import SPAGE_SIZE, VsiFixed, to_vsi_domain
+from model.hw import (
+    RK_MMU_CMD_ENABLE_PAGING,
+    RK_MMU_COMMAND,
+    RK_MMU_DTE_ADDR,
+    RK_MMU_INT_MASK,
+    RK_MMU_IRQ_MASK,
+    RK_MMU_STATUS,
+    RK_MMU_STATUS_PAGING_ENABLED,
+    IommuHw,
+    clk_bulk_enable,
+    readl,
+    writel,
+)
 from model.hw.clk import clk_bulk_prepare
+from model.iommu import dev_iommu_priv_get, iommu_alloc_pages_sz, list_del_init
 from model.iommu.events import iommu_event
-from model.kernel import GFP_ATOMIC, GFP_DMA32, GFP_KERNEL, GFP_KERNEL_ACCOUNT, __GFP_ACCOUNT, alloc_pages, free_pages
-from model.kernel.dma import DMA_BIT_MASK, DMA_TO_DEVICE, dma_map_single
+from model.kernel import (
+    GFP_ATOMIC,
+    GFP_DMA32,
+    GFP_KERNEL,
+    GFP_KERNEL_ACCOUNT,
+    __GFP_ACCOUNT,
+    alloc_pages,
+    free_pages,
+    spin_lock,
+    spin_lock_irqsave,
+    spin_unlock,
+    spin_unlock_irqrestore,
+)
+from model.kernel.dma import DMA_BIT_MASK, DMA_TO_DEVICE, dma_map_single, table_snapshot, table_write
+from model.kernel.pm import pm_runtime_put_autosuspend, pm_runtime_resume_and_get
 from stress.choosers import Replay
 from stress.engine import run_schedule
 from stress.workload import driver_scenario
@@ -194,3 +220,86 @@ def test_isolation_oracle(driver, kind):
     cfg = {"iommus": 2, "domains": 3, "iovas": 4, "programs": [PROGRAM]}
     out = run_schedule(driver_scenario(driver, cfg), Replay([]))
     assert out.kind == kind, out.violation
+
+
+# -- isolation: the DMA's translation itself is not one the device may use --------
+#
+# The two paths above fail the mapping test (the domain is right, the page is
+# not); these fail earlier: the walk's table base page belongs to no domain,
+# or to a domain that is not the device's now.
+
+
+class ShadowDirectory(VsiFixed):
+    """vsi-fixed whose enable points the MMU at a private copy of the domain's
+    directory, taken at that moment, instead of the directory itself (test
+    double): the walker then walks a page that is no domain's table."""
+
+    async def vsi_iommu_enable(self, iommu, domain):
+        if domain is self.identity_domain:
+            return
+        vsi_domain = to_vsi_domain(domain)
+        shadow = await iommu_alloc_pages_sz(GFP_ATOMIC | GFP_DMA32, SPAGE_SIZE, tag="vsi shadow dt")
+        for index, dte in enumerate(await table_snapshot(vsi_domain.dt)):
+            if dte:
+                await table_write(shadow, index, dte)
+        shadow_dma = await dma_map_single(vsi_domain.dev, shadow, SPAGE_SIZE, DMA_TO_DEVICE)
+        await writel(iommu.regs, RK_MMU_DTE_ADDR, shadow_dma)
+        await self.vsi_iommu_zap_tlb(iommu)
+        await writel(iommu.regs, RK_MMU_INT_MASK, RK_MMU_IRQ_MASK)
+        if not await readl(iommu.regs, RK_MMU_STATUS) & RK_MMU_STATUS_PAGING_ENABLED:
+            await writel(iommu.regs, RK_MMU_COMMAND, RK_MMU_CMD_ENABLE_PAGING)
+        await iommu.enable.store(True)
+
+
+class EnableReadsStaleDomain(VsiFixed):
+    """vsi-fixed whose enable programs the tables of ``iommu->domain`` instead
+    of the domain it is given (test double).  Resume passes ``iommu->domain``
+    anyway, but attach stores it only after enabling: a switch programs the
+    domain the IOMMU is leaving."""
+
+    async def vsi_iommu_enable(self, iommu, domain):
+        await super().vsi_iommu_enable(iommu, await iommu.domain.load() or domain)
+
+
+MAP0 = ["map", {"dom": 0, "iova": 0, "pages": 1, "gfp": "GFP_KERNEL"}]
+ATTACH0 = ["attach", {"dev": 0, "dom": 0}]
+DMA0 = ["dma", {"dev": 0, "iova": 0, "write": False}]
+
+
+def _run(driver, program):
+    cfg = {"iommus": 2, "domains": 3, "iovas": 4, "programs": [program]}
+    return run_schedule(driver_scenario(driver, cfg), Replay([]))
+
+
+def test_isolation_oracle_walk_through_no_domains_tables():
+    """A table walk whose base page is no domain's directory: ``dma-isolation``."""
+    program = [MAP0, ATTACH0, DMA0]  # mapped before the attach: the copy has the DTE
+    assert _run("vsi-fixed", program).kind is None
+    out = _run("tests.test_oracles:ShadowDirectory", program)
+    assert out.kind == "dma-isolation", out.violation
+    msg = out.violation["message"]
+    assert msg.startswith("vpu0 read ") and " at IOVA " in msg
+    assert "via a table walk: the walk went through " in msg
+    assert msg.endswith(", no domain's tables")
+    assert "vsi shadow dt" in msg  # the page named is the driver's private copy
+
+
+def test_isolation_oracle_domain_the_device_may_not_use():
+    """A walk through a live domain the device has left: named, with why."""
+    program = [
+        ["claim", {"dev": 0}],  # VFIO: the group is ours, attaches replace the domain
+        ["attach", {"dev": 0, "dom": 0}],
+        MAP0,
+        ["attach", {"dev": 0, "dom": 1}],  # programs dom 0's tables, the group is on dom 1
+        DMA0,
+    ]
+    assert _run("vsi-fixed", program).kind is None
+    out = _run("tests.test_oracles:EnableReadsStaleDomain", program)
+    assert out.kind == "dma-isolation", out.violation
+    msg = out.violation["message"]
+    assert msg.startswith("vpu0 read ") and "via a table walk: through " in msg
+    assert msg.endswith(", which the device may not use now")
+    splat = out.violation["splat"]
+    allowed = splat.split("may use now: ")[1].splitlines()[0]
+    through = msg.split("via a table walk: through ")[1].split(", which")[0]
+    assert through not in allowed  # the domain walked is not among those listed

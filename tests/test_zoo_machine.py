@@ -1,5 +1,14 @@
 """Every B-bug found through the Hypothesis stateful machine too; the shrunk
-report replays to the same kind and is no bigger than the bug needs."""
+report replays to the same kind and is no bigger than the bug needs.
+
+No hand-picked seeds: each bug is hunted under seeds 0, 1, 2, ... in order
+(``BUDGET`` examples each) until one finds it; the default run allows
+``SEEDS`` seeds, the soak run (``IOMMU_STRESS_SOAK=1``) hunts seeds 0-9 and
+asserts a rate (``SOAK_MIN``).  Rates per seed: ``python
+benchmarks/zoo_rates.py --route machine``.
+"""
+
+import os
 
 import pytest
 
@@ -9,33 +18,81 @@ from stress.engine import replay_decisions
 from stress.workload import DEFAULT_WORKLOAD, driver_scenario
 from strategies.machine import hunt_with_machine, workload_of
 
+SOAK = os.environ.get("IOMMU_STRESS_SOAK") == "1"
 NO_RACE = tuple(c for c in default_checkers() if c != "race")
 
-#: the machine's seed per bug where seed 0 does not find it in 300 examples
-#: (B4 needs a DMA and a whole unmap inside attach's window; B5 the suspend
-#: worker between two register writes)
-SEEDS = {"B4": 2, "B5": 1}
+#: examples per seed
+BUDGET = 300
+#: B4 needs a DMA and a whole unmap inside attach's window; since locks hand
+#: over to their waiters in FIFO order (a releasing CPU can no longer take
+#: the lock straight back), the machine needs ~900-1,100 examples for it
+#: (seeds 0-2 measured: 1016, 875, 1137)
+BUDGETS = {"B4": 1500}
+#: default run: found by one of seeds 0..SEEDS-1 (most bugs by seed 0; B4
+#: needs a DMA and a whole unmap inside attach's window, B5 the suspend
+#: worker between two register writes: not every seed finds those)
+SEEDS = 4
+#: soak run: found by at least this many of seeds 0-9
+SOAK_MIN = {"B4": 5, "B5": 2}
+SOAK_MIN_DEFAULT = 7
+
+
+def checkers_for(bid):
+    """B5's race is reported by the race checker first: hunt its consequence."""
+    return NO_RACE if bid == "B5" else None
 
 
 def _kinds(kind):
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-@pytest.mark.parametrize("zoo", ZOO, ids=[z[1] for z in ZOO])
-def test_mutant_found_by_the_machine(zoo):
-    bid, name, _, kind = zoo
-    checkers = NO_RACE if bid == "B5" else None
-
+def _hunt(name, bid, seed):
     def make(cfg):
         return driver_scenario(name, cfg)
 
-    found = hunt_with_machine(make, dict(DEFAULT_WORKLOAD), seed=SEEDS.get(bid, 0), max_examples=300, checkers=checkers)
-    assert found is not None, f"{name}: the machine found nothing"
+    return hunt_with_machine(make, dict(DEFAULT_WORKLOAD), seed=seed, max_examples=BUDGETS.get(bid, BUDGET), checkers=checkers_for(bid))
+
+
+def _check_find(found, name, bid, kind):
+    checkers = checkers_for(bid)
     assert found.kind in _kinds(kind), found.outcome.violation["message"]
     cfg = workload_of(DEFAULT_WORKLOAD, found.programs)
-    out = replay_decisions(make(cfg), found.decisions, checkers=checkers)
+    out = replay_decisions(driver_scenario(name, cfg), found.decisions, checkers=checkers)
     assert out.kind == found.kind
     # shrunk: a handful of operations and preemptions (B5 needs the most: the
     # PM worker between register writes of an attach)
     assert sum(len(p) for p in found.programs) <= 8
     assert sum(1 for d in found.decisions if d) <= 8
+
+
+@pytest.mark.parametrize("zoo", ZOO, ids=[z[1] for z in ZOO])
+def test_mutant_found_by_the_machine(zoo):
+    bid, name, _, kind = zoo
+    tried = []
+    for seed in range(SEEDS):
+        found = _hunt(name, bid, seed)
+        tried.append(seed)
+        if found is not None:
+            break
+    assert found is not None, f"{name}: the machine found nothing under seeds {tried} ({BUDGETS.get(bid, BUDGET)} examples each)"
+    _check_find(found, name, bid, kind)
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(not SOAK, reason="set IOMMU_STRESS_SOAK=1 for the 10-seed rates")
+@pytest.mark.parametrize("zoo", ZOO, ids=[z[1] for z in ZOO])
+def test_mutant_found_by_the_machine_rate(zoo):
+    bid, name, _, kind = zoo
+    need = SOAK_MIN.get(bid, SOAK_MIN_DEFAULT)
+    hits, misses = [], []
+    for seed in range(10):
+        found = _hunt(name, bid, seed)
+        if found is not None and found.kind in _kinds(kind):
+            hits.append(seed)
+            if len(hits) == 1:
+                _check_find(found, name, bid, kind)
+        else:
+            misses.append(seed)
+        if len(hits) >= need or len(misses) > 10 - need:
+            break  # settled
+    assert len(hits) >= need, f"{name}: found by seeds {hits}, missed by {misses}; want {need} of 10"

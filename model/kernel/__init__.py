@@ -5,6 +5,7 @@ from .gfp import *  # noqa: F401,F403  (the flags, as in <linux/gfp_types.h>)
 from .gfp import gfp_name, gfpflags_allow_blocking
 from .irq import IRQ_HANDLED, IRQ_NONE, IRQF_SHARED, free_irq, in_hardirq, raise_irq, request_irq
 from .locks import (
+    cpu_relax,
     Mutex,
     SpinLock,
     assert_spin_locked,

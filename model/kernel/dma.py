@@ -19,7 +19,7 @@ event (hook ``iommu``) carries the mask so that an oracle can flag it.
 
 from __future__ import annotations
 
-from .core import current
+from .cpu import current
 from .mm import PAGE_SIZE, WORDS_PER_PAGE
 
 __all__ = [
@@ -178,6 +178,6 @@ def device_read(page, index):
 
 
 def _stack():
-    from .core import model_stack
+    from .stacks import model_stack
 
     return model_stack(3)

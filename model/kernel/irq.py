@@ -8,7 +8,7 @@ runs on that CPU in hard-IRQ context with interrupts off, like
 
 from __future__ import annotations
 
-from .core import current
+from .cpu import current
 
 __all__ = [
     "IRQ_NONE",

@@ -12,7 +12,7 @@ Each page holds 1024 32-bit words: enough for DTE/PTE tables and DMA data.
 
 from __future__ import annotations
 
-from .core import current
+from .cpu import current
 from .gfp import (
     __GFP_ACCOUNT,
     __GFP_DMA,
@@ -223,6 +223,6 @@ def phys_to_virt(phys):
 
 
 def _stack():
-    from .core import model_stack
+    from .stacks import model_stack
 
     return model_stack(3)

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from errno import EACCES, EAGAIN, EINPROGRESS, EINVAL
 
-from .core import current
+from .cpu import current
 
 __all__ = [
     "RPM_ACTIVE",

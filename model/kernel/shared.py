@@ -1,6 +1,6 @@
 """Plain memory that a checker may watch for data races."""
 
-from .core import current
+from .cpu import _current
 
 __all__ = ["Shared"]
 
@@ -11,28 +11,57 @@ class Shared:
     ``await cell.load()`` / ``await cell.store(v)`` are READ_ONCE/WRITE_ONCE
     without any ordering: the data-race checker decides whether two accesses
     were ordered by locks.
+
+    The cell object only names the memory and holds its initial value
+    (``cell.init``): the value a run stores lives in that run's kernel
+    (``kernel.cells[cell]``), so a cell created once, at module level, starts
+    every schedule from its initial value.  ``cell.value`` reads (and
+    assigns) the value in the run of the calling CPU; outside any run it is
+    the value of the last store anywhere (the initial value if none), and
+    assigning it there sets the initial value.
     """
 
-    __slots__ = ("name", "value", "race")
+    __slots__ = ("name", "init", "last")
 
     def __init__(self, name, value=None):
         self.name = name
-        self.value = value
-        self.race = None
+        self.init = value
+        self.last = value  # the last value stored, in any run (for reads outside runs)
+
+    def get(self, kernel):
+        """The value of this cell in ``kernel``'s run (no preemption point, no hook)."""
+        return kernel.cells.get(self, self.init)
 
     async def load(self):
-        cpu = current()
+        cpu = _current.get()
         await cpu.sched.point(cpu)
-        for fn in cpu.kernel.hooks.access:
+        k = cpu.kernel
+        for fn in k.hooks.access:
             fn(cpu, self, False)
-        return self.value
+        return k.cells.get(self, self.init)
 
     async def store(self, value):
-        cpu = current()
+        cpu = _current.get()
         await cpu.sched.point(cpu)
-        for fn in cpu.kernel.hooks.access:
+        k = cpu.kernel
+        for fn in k.hooks.access:
             fn(cpu, self, True)
-        self.value = value
+        k.cells[self] = self.last = value
+
+    @property
+    def value(self):
+        cpu = _current.get(None)
+        if cpu is None:
+            return self.last
+        return cpu.kernel.cells.get(self, self.init)
+
+    @value.setter
+    def value(self, value):
+        cpu = _current.get(None)
+        if cpu is None:
+            self.init = self.last = value
+        else:
+            cpu.kernel.cells[self] = self.last = value
 
     def __repr__(self):
         return f"Shared({self.name})"

@@ -4,7 +4,7 @@ Time is virtual: a sleep is a preemption point where anything else may run,
 never a wait on a clock.
 """
 
-from .core import current
+from .cpu import current
 
 __all__ = ["might_sleep", "might_sleep_if", "msleep", "cond_resched", "schedule_point"]
 

@@ -1,0 +1,34 @@
+"""What a search returns: the violations it found and what it covered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Violation", "Result"]
+
+
+@dataclass
+class Violation:
+    """A found violation: ``kind`` from the vocabulary, a message, the report."""
+
+    kind: str
+    message: str
+    report: dict
+    path: str | None = None
+
+    @property
+    def splat(self):
+        return self.report["violation"]["splat"]
+
+
+@dataclass
+class Result:
+    violations: list = field(default_factory=list)
+    schedules: int = 0
+    points: int = 0
+    exhausted: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def found(self):
+        return bool(self.violations)

@@ -1,0 +1,127 @@
+"""One schedule: a fresh machine, a scenario's CPUs, a chooser, the checkers.
+
+:func:`run_schedule` is the unit every search, shrink and replay is made of.
+It guarantees:
+
+* a fresh :class:`~model.kernel.core.Kernel` per run: the lock, cell and
+  checker state of a run lives in that kernel and its observers, so the same
+  scenario and decisions give the same outcome whatever ran before;
+* the one exception is lockdep's dependency graph, which a search may keep
+  across its schedules (``lock_graph``: used and extended in place) or
+  start from a recorded state (``lockdep_base``: copied, never changed),
+  as Linux keeps one graph for a whole boot;
+* a scenario author's mistake is a :class:`~stress.errors.ScenarioError`,
+  never an outcome: a scenario that does not build, returns no CPU, returns
+  something that is not callable, or lets a coroutine go unawaited (a
+  forgotten ``await`` on ``cell.store(...)``).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import trio
+
+from model.kernel.core import Kernel
+
+from .checkers import attach_checkers, default_checkers
+from .choosers import Replay
+from .errors import ScenarioError
+from .scheduler import Scheduler
+from .trace import Tracer
+
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "Outcome",
+    "run_schedule",
+    "run_schedule_async",
+    "replay_decisions",
+]
+
+DEFAULT_MAX_STEPS = 20_000
+
+
+@dataclass
+class Outcome:
+    """What one schedule did."""
+
+    violation: dict | None
+    decisions: list
+    points: int
+    timeline: list | None = None
+
+    @property
+    def kind(self):
+        return self.violation["kind"] if self.violation else None
+
+
+async def run_schedule_async(
+    scenario,
+    chooser,
+    *,
+    checkers=None,
+    max_steps=DEFAULT_MAX_STEPS,
+    trace=False,
+    lock_graph=None,
+    lockdep_base=None,
+):
+    kernel = Kernel()
+    tracer = None
+    if trace:
+        tracer = Tracer(kernel)
+        kernel.attach(tracer)
+    graph = lock_graph if lock_graph is not None else (lockdep_base.copy() if lockdep_base is not None else None)
+    attach_checkers(kernel, default_checkers() if checkers is None else checkers, lock_graph=graph)
+    sched = Scheduler(kernel, chooser, max_steps=max_steps, trace=tracer)
+    bodies = _build(scenario, kernel)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        await sched.run(bodies)
+    _check_unawaited(scenario, caught)
+    return Outcome(sched.violation, sched.decisions, sched.points, tracer.entries if tracer else None)
+
+
+def _name(scenario):
+    return getattr(scenario, "__qualname__", None) or repr(scenario)
+
+
+def _build(scenario, kernel):
+    try:
+        bodies = list(scenario(kernel))
+    except ScenarioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a scenario that cannot build is a usage error
+        raise ScenarioError(f"scenario {_name(scenario)!r} failed to build: {type(exc).__name__}: {exc}") from exc
+    if not bodies:
+        raise ScenarioError(f"scenario {_name(scenario)!r} returned no CPU bodies: return one async callable per CPU")
+    for body in bodies:
+        if not callable(body):
+            raise ScenarioError(f"scenario {_name(scenario)!r} returned {body!r}, not an async callable per CPU")
+    return bodies
+
+
+_UNAWAITED = re.compile(r"coroutine '([^']+)' was never awaited")
+
+
+def _check_unawaited(scenario, caught):
+    """A coroutine dropped without ``await``: the call did nothing (CPython warns at once)."""
+    for w in caught:
+        m = _UNAWAITED.search(str(w.message))
+        if m:
+            raise ScenarioError(
+                f"{w.filename}:{w.lineno}: coroutine {m.group(1)}() was never awaited "
+                f"(in scenario {_name(scenario)!r}): write `await {m.group(1).rsplit('.', 1)[-1]}(...)`"
+            )
+    for w in caught:  # anything else is the user's business: pass it on
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def run_schedule(scenario, chooser, **kw):
+    """Run ``scenario`` once under ``chooser`` (synchronous wrapper)."""
+    return trio.run(lambda: run_schedule_async(scenario, chooser, **kw))
+
+
+def replay_decisions(scenario, decisions, **kw):
+    return run_schedule(scenario, Replay(decisions), **kw)

@@ -1,0 +1,207 @@
+"""The engine knows no driver: families, their own shrinkers, usage errors, honest replays."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import stress
+from model.kernel import Shared, SpinLock, spin_lock, spin_unlock
+from stress.engine import ReplayMismatch
+from stress.errors import ScenarioError, UsageError
+from stress.scenarios import concretize, target_of
+
+
+# -- the target protocol --------------------------------------------------------------
+
+
+def _racy(n):
+    """``n`` CPUs that bump one unlocked counter."""
+
+    def scenario(kernel):
+        count = Shared("count", 0)
+
+        async def inc():
+            await count.store(await count.load() + 1)
+
+        return [inc] * n
+
+    scenario.target = {"scenario": f"toy:{n}"}
+    return scenario
+
+
+class Family:
+    """A scenario family that is not a driver: schedule ``i`` runs ``2 + i % 3`` CPUs."""
+
+    def __init__(self):
+        self.shrunk = []
+
+    def for_schedule(self, seed, index):
+        scen = _racy(2 + index % 3)
+        scen.shrink = self._shrinker(2 + index % 3)
+        return scen, scen.target
+
+    def _shrinker(self, n):
+        def shrink(decisions, kind, opts):
+            self.shrunk.append((n, kind))
+            smaller = _racy(2)
+            return smaller, list(decisions)
+
+        return shrink
+
+
+def test_family_builds_per_schedule_and_its_own_shrinker_runs():
+    fam = Family()
+    r = stress.explore(fam, strategy="random", schedules=50, seed=1)
+    assert r.violations and r.violations[0].kind == "data-race"
+    assert fam.shrunk and fam.shrunk[0][1] == "data-race"
+    # the report names what the shrinker returned, not what was found
+    assert r.violations[0].report["target"] == {"scenario": "toy:2"}
+
+
+def test_concretize_and_target_of_plain_scenarios():
+    scen = _racy(2)
+    assert concretize(scen, 0, 5) == (scen, None)
+    assert target_of(scen) == {"scenario": "toy:2"}
+    from stress.examples import abba
+
+    assert target_of(abba) == {"scenario": "stress.examples:abba"}
+
+
+def test_engine_imports_no_driver_code():
+    code = textwrap.dedent(
+        """
+        import sys, stress.engine, stress.run, stress.shrink
+        bad = [m for m in sys.modules if m.startswith(("stress.workload", "stress.shrink_programs", "stress.targets", "model.drivers", "model.workloads", "strategies"))]
+        print(bad)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# -- usage mistakes are not findings -----------------------------------------------------
+
+
+def no_cpus(kernel):
+    return []
+
+
+def forgets_await(kernel):
+    cell = Shared("stats->count", 0)
+
+    async def body():
+        cell.store(1)  # missing await: the store never happens
+
+    return [body, body]
+
+
+def test_empty_scenario_is_a_usage_error():
+    with pytest.raises(ScenarioError, match="no CPU bodies"):
+        stress.explore(no_cpus, schedules=3)
+
+
+def test_forgotten_await_is_a_usage_error_naming_the_line():
+    with pytest.raises(ScenarioError, match=r"test_engine\.py:\d+: coroutine Shared\.store\(\) was never awaited"):
+        stress.explore(forgets_await, schedules=3)
+
+
+def test_scenario_error_is_a_usage_error():
+    assert issubclass(ScenarioError, UsageError)
+
+
+# -- a replay that disagrees is an error ----------------------------------------------------
+
+_RUNS = []
+
+
+def first_run_only(kernel):
+    """Racy the first time it is built, locked afterwards: state kept outside the run."""
+    _RUNS.append(1)
+    racy = len(_RUNS) == 1
+    lock, count = SpinLock("l"), Shared("c", 0)
+
+    async def inc():
+        if not racy:
+            await spin_lock(lock)
+        await count.store(await count.load() + 1)
+        if not racy:
+            spin_unlock(lock)
+
+    return [inc, inc]
+
+
+def test_replay_that_disagrees_raises_naming_both_outcomes():
+    _RUNS.clear()
+    with pytest.raises(ReplayMismatch, match=r"found data-race.*replay ended in no violation"):
+        stress.explore(first_run_only, strategy="random", schedules=1, seed=0)
+
+
+# -- lockdep over the whole search -------------------------------------------------------------
+
+
+class Alternating:
+    """Schedule ``i`` takes A then B when ``i`` is even, B then A when odd: never both in one run."""
+
+    def for_schedule(self, seed, index):
+        order = ("A", "B") if index % 2 == 0 else ("B", "A")
+
+        def scenario(kernel):
+            locks = {"A": SpinLock("A"), "B": SpinLock("B")}
+
+            async def body():
+                await spin_lock(locks[order[0]])
+                await spin_lock(locks[order[1]])
+                spin_unlock(locks[order[1]])
+                spin_unlock(locks[order[0]])
+
+            return [body]
+
+        scenario.target = {"scenario": f"tests.test_engine:alternating_{'ab' if index % 2 == 0 else 'ba'}"}
+        return scenario, scenario.target
+
+
+def alternating_ab(kernel):
+    return Alternating().for_schedule(0, 0)[0](kernel)
+
+
+def alternating_ba(kernel):
+    return Alternating().for_schedule(0, 1)[0](kernel)
+
+
+@pytest.mark.parametrize("strategy", ["pct", "random"])
+def test_cycle_closed_across_schedules_is_a_lock_inversion(strategy):
+    r = stress.explore(Alternating(), strategy=strategy, schedules=200, seed=0)
+    assert [v.kind for v in r.violations] == ["lock-inversion"]
+    rep = r.violations[0].report
+    assert rep["schedule"] == 1
+    assert [p["schedule"] for p in rep["prior"]] == [0]
+    assert rep["prior"][0]["target"] == {"scenario": "tests.test_engine:alternating_ab"}
+    assert "A -> B" in " ".join(rep["violation"]["stacks"]) and "B -> A" in " ".join(rep["violation"]["stacks"])
+    # it replays honestly: the prior schedule first, then its own
+    from stress.targets import replay_report
+
+    assert replay_report(rep).kind == "lock-inversion"
+    # ... and not without the prior schedule
+    assert stress.replay_decisions(alternating_ba, rep["decisions"], checkers=rep["options"]["checkers"]).kind is None
+
+
+def test_cross_schedule_can_be_turned_off():
+    from stress.checkers import default_checkers
+
+    names = [c for c in default_checkers() if c != "cross-schedule"]
+    r = stress.explore(Alternating(), strategy="pct", schedules=200, seed=0, checkers=names)
+    assert not r.violations and r.schedules == 200
+
+
+def test_cross_schedule_report_replays_from_the_cli(tmp_path):
+    from stress.cli import main
+    from stress.report import write_report
+
+    r = stress.explore(Alternating(), strategy="pct", schedules=10, seed=0)
+    path = write_report(r.violations[0].report, str(tmp_path))
+    assert main(["replay", path, "--json"]) == 1
+    assert main(["replay", path, "--out", str(tmp_path / "again")]) == 1
+    (again,) = [p for p in (tmp_path / "again").iterdir() if p.suffix == ".json"]
+    assert again.read_bytes() == open(path, "rb").read()
