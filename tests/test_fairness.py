@@ -13,7 +13,7 @@ import pytest
 
 import stress
 from model.kernel import Shared, SpinLock, spin_lock, spin_trylock, spin_unlock
-from model.kernel.locks import cpu_relax, lock_store
+from model.kernel.locks import cpu_relax
 
 STRATEGIES = ["pct", "random", "exhaustive", "hypothesis"]
 LIVELOCK_STEPS = 1_000  # a genuine livelock needs no more to show
@@ -298,7 +298,7 @@ def fifo(kernel):
             await spin_lock(lock)
             log.append(i)
             if len(log) == 1:
-                st = lock_store(kernel)[lock]
+                st = kernel.locks[lock]
                 while len(st.waiters) < 2:
                     await cpu_relax()
                 queue.extend(c.id for c in st.queued())
@@ -341,7 +341,7 @@ def test_fifo_arrival_orders_vary():
                     await spin_lock(lock)
                     log.append(j)
                     if len(log) == 1:
-                        st = lock_store(kernel)[lock]
+                        st = kernel.locks[lock]
                         while len(st.waiters) < 2:
                             await cpu_relax()
                         got.extend(c.id for c in st.queued())

@@ -119,7 +119,7 @@ def test_explore_matches_fresh_locks(name, module, fresh, checkers, strategy):
 
 def test_owner_api():
     """``lock_owner(lock)`` / ``lock.owner`` read the calling CPU's run; None outside runs."""
-    from model.kernel.locks import LockState, lock_owner, lock_store
+    from model.kernel.locks import LockState, lock_owner
 
     seen = []
 
@@ -127,7 +127,7 @@ def test_owner_api():
         async def cpu():
             seen.append(DEV_LOCK.owner)
             await spin_lock(DEV_LOCK)
-            st = lock_store(kernel)[DEV_LOCK]
+            st = kernel.locks[DEV_LOCK]
             seen.append((DEV_LOCK.owner is st.owner, lock_owner(DEV_LOCK) is st.owner, st.owner.id))
             assert isinstance(st, LockState) and st.waiters == []
             # the lock is held at the end of this run

@@ -34,7 +34,6 @@ __all__ = [
     "Mutex",
     "LockState",
     "LockStore",
-    "lock_store",
     "lock_owner",
     "spin_lock",
     "spin_lock_nested",
@@ -108,22 +107,6 @@ class _Waiter:
         return repr(self.state.lock)
 
 
-def lock_store(kernel):
-    """``kernel.locks``: the per-run lock state of ``kernel`` (made on first use)."""
-    try:
-        return kernel.locks
-    except AttributeError:
-        store = kernel.locks = LockStore()
-        return store
-
-
-def _state(kernel, lock):
-    try:
-        return kernel.locks[lock]
-    except AttributeError:
-        return lock_store(kernel)[lock]
-
-
 def lock_owner(lock, kernel=None):
     """The CPU holding ``lock`` in ``kernel``'s run (default: the calling CPU's), or None.
 
@@ -135,10 +118,7 @@ def lock_owner(lock, kernel=None):
         if cpu is None:
             return None
         kernel = cpu.kernel
-    try:
-        st = kernel.locks.get(lock)
-    except AttributeError:
-        return None
+    st = kernel.locks.get(lock)
     return None if st is None else st.owner
 
 
@@ -160,10 +140,7 @@ class SpinLock:
         cpu = _current.get(None)
         if cpu is None:
             return None
-        try:
-            st = cpu.kernel.locks.get(self)
-        except AttributeError:
-            return None
+        st = cpu.kernel.locks.get(self)
         return None if st is None else st.owner
 
     def __repr__(self):
@@ -190,10 +167,7 @@ async def _acquire(cpu, lock, subclass=0):
     for fn in k.hooks.lock_acquire:
         fn(cpu, lock, False, subclass)
     await cpu.sched.point(cpu)
-    try:
-        st = k.locks[lock]
-    except AttributeError:
-        st = lock_store(k)[lock]
+    st = k.locks[lock]
     if st.owner is None and not st.waiters:
         st.owner = cpu
     else:
@@ -210,10 +184,7 @@ def _release(cpu, lock):
     k = cpu.kernel
     for fn in k.hooks.lock_release:
         fn(cpu, lock)
-    try:
-        st = k.locks[lock]
-    except AttributeError:
-        st = lock_store(k)[lock]
+    st = k.locks[lock]
     owner = st.owner
     if owner is None:
         return  # unlock of an unlocked lock: lockdep reports it
@@ -253,7 +224,7 @@ async def spin_trylock(lock):
     cpu = current()
     await cpu.sched.point(cpu)
     k = cpu.kernel
-    st = _state(k, lock)
+    st = k.locks[lock]
     if st.owner is not None or st.waiters:
         await _relax(cpu)
         return False

@@ -17,16 +17,14 @@ class Shared:
     (``kernel.cells[cell]``), so a cell created once, at module level, starts
     every schedule from its initial value.  ``cell.value`` reads (and
     assigns) the value in the run of the calling CPU; outside any run it is
-    the value of the last store anywhere (the initial value if none), and
-    assigning it there sets the initial value.
+    the initial value.
     """
 
-    __slots__ = ("name", "init", "last")
+    __slots__ = ("name", "init")
 
     def __init__(self, name, value=None):
         self.name = name
         self.init = value
-        self.last = value  # the last value stored, in any run (for reads outside runs)
 
     def get(self, kernel):
         """The value of this cell in ``kernel``'s run (no preemption point, no hook)."""
@@ -46,22 +44,22 @@ class Shared:
         k = cpu.kernel
         for fn in k.hooks.access:
             fn(cpu, self, True)
-        k.cells[self] = self.last = value
+        k.cells[self] = value
 
     @property
     def value(self):
         cpu = _current.get(None)
         if cpu is None:
-            return self.last
+            return self.init
         return cpu.kernel.cells.get(self, self.init)
 
     @value.setter
     def value(self, value):
         cpu = _current.get(None)
         if cpu is None:
-            self.init = self.last = value
+            self.init = value
         else:
-            cpu.kernel.cells[self] = self.last = value
+            cpu.kernel.cells[self] = value
 
     def __repr__(self):
         return f"Shared({self.name})"
