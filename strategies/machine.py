@@ -143,6 +143,7 @@ def make_machine(
     on_run=None,
     cache=None,
     story_table=None,
+    stop=None,
 ):
     """A ``RuleBasedStateMachine`` subclass over ``make_scenario(workload config)``.
 
@@ -156,7 +157,8 @@ def make_machine(
     (name -> kinds) gives the stories of ``add_story`` (default: those of
     :data:`stress.workload.STORIES` that fit the kinds; none for a custom
     ``table``).  ``deadline`` (a ``time.monotonic()`` value) makes every replay
-    after it raise :class:`StopHunt`; ``on_run(outcome)`` sees every replay.
+    after it raise :class:`StopHunt`, and so does ``stop()`` returning True
+    (Ctrl-C); ``on_run(outcome)`` sees every replay.
     ``cache`` (a dict) remembers outcomes by plan: runs are deterministic,
     and Hypothesis' shrinking replays the same plan prefixes again and again.
     """
@@ -220,7 +222,7 @@ def make_machine(
             key = json.dumps([self.programs, self.plan], sort_keys=True)
             if key == self.checked:
                 return
-            if deadline is not None and time.monotonic() >= deadline:
+            if (deadline is not None and time.monotonic() >= deadline) or (stop is not None and stop()):
                 raise StopHunt()
             self.checked = key
             cfg = self.workload()
@@ -297,14 +299,15 @@ def hunt_with_machine(
     max_replays=600,
     stats=None,
     story_table=None,
+    stop=None,
 ):
     """Search with the machine; the shrunk find as :class:`MachineFind`, or None.
 
     Runs ``max_examples`` examples of :func:`make_machine` under
     ``hypothesis.seed(seed)`` with no example database, so the result
     depends on the arguments alone, unless ``deadline`` (a
-    ``time.monotonic()`` value) cuts the search or Hypothesis' shrinking
-    short: then the smallest find so far is returned.  With ``polish`` the
+    ``time.monotonic()`` value) or ``stop()`` (Ctrl-C) cuts the search or
+    Hypothesis' shrinking short: then the smallest find so far is returned.  With ``polish`` the
     find is then shrunk by :func:`stress.shrink_programs.shrink_programs`
     (empty CPUs and operations Hypothesis left, extra preemptions; at most
     ``max_replays`` replays).  The returned outcome comes from a final
@@ -333,7 +336,7 @@ def hunt_with_machine(
 
     base = make_machine(
         make_scenario, config, kinds=kinds, table=table, checkers=checkers, max_steps=max_steps,
-        deadline=deadline, on_run=on_run, cache={}, story_table=story_table,
+        deadline=deadline, on_run=on_run, cache={}, story_table=story_table, stop=stop,
     )
 
     class Hunt(base):

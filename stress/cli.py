@@ -61,7 +61,7 @@ def build_parser():
     budget.add_argument("--budget-s", type=_seconds, default=None, help="wall-time budget in seconds")
     h.add_argument("--out", default="reports", help="directory for reports (default ./reports)")
     h.add_argument("--json", action="store_true", help="print one JSON object")
-    h.add_argument("--all-kinds", action="store_true", help="keep hunting; report each distinct kind once")
+    h.add_argument("--all-kinds", action="store_true", help="keep hunting; report each distinct signature (kind and place) once")
     h.add_argument(
         "--checkers",
         help="comma-separated checkers/oracles (default: all); 'cross-schedule' keeps lockdep's graph for the whole search",
@@ -120,6 +120,7 @@ def cmd_hunt(args):
     from .engine import explore
     from .errors import ScenarioError
     from .report import write_report
+    from .signals import StopSignals, check_writable
 
     scenario, target = _target(args)
     checkers = None
@@ -129,6 +130,7 @@ def cmd_hunt(args):
         if unknown:
             raise UsageError(f"unknown checker {unknown[0]!r} (known: {', '.join(sorted(CHECKERS))})")
     schedules = args.schedules if args.schedules is not None else (None if args.budget_s else 2000)
+    check_writable(args.out, "reports")
     log = None
     if args.log:
         from .log import jsonl_logger
@@ -139,37 +141,56 @@ def cmd_hunt(args):
             raise UsageError(f"cannot open log {args.log}: {e.strerror}") from None
         log.info("hunt_start", target=target, strategy=args.strategy, seed=args.seed, schedules=schedules)
     progress = None if args.json else _Progress()
+
+    def on_find(v):
+        """On disk the moment it is found: a later Ctrl-C or kill loses nothing."""
+        v.path = write_report(v.report, args.out)
+        if log is not None:
+            log.warning(
+                "violation",
+                kind=v.kind,
+                signature=v.report["signature"],
+                message=v.message,
+                report=v.path,
+                schedule=v.report["schedule"],
+            )
+
     hunt = explore
     if args.strategy == "hypothesis" and "driver" in target and not args.all_kinds:
         hunt = _hunt_with_machine
-    try:
-        result = hunt(
-            scenario,
-            strategy=args.strategy,
-            schedules=schedules,
-            seed=args.seed,
-            budget_s=args.budget_s,
-            checkers=checkers,
-            keep_going=args.all_kinds,
-            max_steps=args.max_steps,
-            pct_depth=args.pct_depth,
-            bound=args.bound,
-            shrink=not args.no_shrink,
-            target=target,
-            progress=progress,
-        )
-    except ScenarioError as e:
-        raise UsageError(str(e)) from None
-    finally:
-        if progress is not None:
-            progress.close()
-    paths = [write_report(v.report, args.out) for v in result.violations]
-    for v, path in zip(result.violations, paths):
-        v.path = path
-        if log is not None:
-            log.warning("violation", kind=v.kind, message=v.message, report=path, schedule=v.report["schedule"])
+    with StopSignals() as stop:
+        try:
+            result = hunt(
+                scenario,
+                strategy=args.strategy,
+                schedules=schedules,
+                seed=args.seed,
+                budget_s=args.budget_s,
+                checkers=checkers,
+                keep_going=args.all_kinds,
+                max_steps=args.max_steps,
+                pct_depth=args.pct_depth,
+                bound=args.bound,
+                shrink=not args.no_shrink,
+                target=target,
+                progress=progress,
+                on_find=on_find,
+                stop=stop,
+            )
+        except ScenarioError as e:
+            raise UsageError(str(e)) from None
+        finally:
+            if progress is not None:
+                progress.close()
     if log is not None:
-        log.info("hunt_end", found=result.found, schedules=result.schedules, points=result.points, elapsed_s=round(result.elapsed_s, 3))
+        log.info(
+            "hunt_end",
+            found=result.found,
+            schedules=result.schedules,
+            points=result.points,
+            elapsed_s=round(result.elapsed_s, 3),
+            stopped=stop.name,
+        )
     if args.json:
         first = result.violations[0] if result.violations else None
         out = {
@@ -180,16 +201,22 @@ def cmd_hunt(args):
             "points": result.points,
             "elapsed_s": round(result.elapsed_s, 3),
             "exhausted": result.exhausted,
+            "stopped": stop.name,
         }
         if args.all_kinds:
-            out["violations"] = [{"kind": v.kind, "message": v.message, "report": v.path} for v in result.violations]
+            out["violations"] = [
+                {"kind": v.kind, "signature": v.report["signature"], "message": v.message, "report": v.path}
+                for v in result.violations
+            ]
         print(json.dumps(out, sort_keys=True))
     else:
-        _print_hunt(result, target)
-    return 1 if result.found else 0
+        _print_hunt(result, target, stop.name)
+    if result.found:
+        return 1
+    return stop.exit_status() if stop() and result.schedules == 0 else 0
 
 
-def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_going, max_steps, shrink, target, **_):
+def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_going, max_steps, shrink, target, on_find, stop, **_):
     """``--strategy hypothesis`` on a driver: the Hypothesis stateful machine.
 
     The CLI is the composition root: it is the one place in ``stress`` that
@@ -215,6 +242,7 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
         max_steps=max_steps,
         polish=shrink,
         stats=stats,
+        stop=stop,
     )
     result = Result(schedules=stats.get("runs", 0), points=stats.get("points", 0))
     if found is not None:
@@ -232,6 +260,7 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
         report = build_report(meta, stats.get("examples", 0), found.outcome, len(found.decisions))
         v = found.outcome.violation
         result.violations.append(Violation(v["kind"], v["message"], report))
+        on_find(result.violations[-1])
     result.elapsed_s = time.monotonic() - t0
     return result
 
@@ -258,18 +287,21 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def _print_hunt(result, target):
+def _print_hunt(result, target, stopped=None):
     from rich.console import Console
+    from rich.markup import escape
 
-    con = Console(highlight=False)
+    con = Console(highlight=False, soft_wrap=True)  # never break a report path (pipes, CI logs)
     what = target.get("driver") or target.get("scenario")
+    if stopped:
+        con.print(f"stopped by {stopped} after {result.schedules} schedules; every find below is on disk")
     if not result.found:
         extra = " (space exhausted)" if result.exhausted else ""
         con.print(f"no violation in {what}: {result.schedules} schedules, {result.points} points{extra}")
         return
     for v in result.violations:
         rep = v.report
-        con.print(f"[bold red]{v.kind}[/]: {v.message}")
+        con.print(f"[bold red]{escape(v.report['signature'])}[/]: {escape(v.message)}")
         con.print(
             f"  found at schedule {rep['schedule']} ({rep['strategy']}, seed {rep['seed']}); "
             f"shrunk {rep['found_decisions']} -> {len(rep['decisions'])} decisions, {rep['preemptions']} preemptions"

@@ -11,6 +11,11 @@ a report.  It guarantees:
   differently (the scenario kept state across runs, or depends on something
   outside the model) raises :class:`ReplayMismatch` naming both outcomes,
   never a report of something else;
+* finds are told apart by signature (:mod:`stress.soak.signature`: the kind
+  and where it happened, as syzbot titles a crash), so two data races in two
+  places are two finds; ``on_find(violation)`` receives each one, shrunk and
+  with its report, the moment it is found (the CLI writes it to disk then);
+  ``stop()`` returning True ends the search between two schedules (Ctrl-C);
 * with the ``cross-schedule`` checker (default) lockdep keeps one graph for
   the whole search, so an order seen in one schedule and its inverse seen
   in another are a ``lock-inversion``; its report names the earlier
@@ -39,6 +44,7 @@ from .results import Result, Violation
 from .run import DEFAULT_MAX_STEPS, Outcome, replay_decisions, run_schedule, run_schedule_async
 from .scenarios import concretize, shrinker_of, target_of
 from .shrink import shrink_decisions
+from .soak.signature import signature
 
 __all__ = [
     "STRATEGIES",
@@ -87,6 +93,8 @@ def explore(
     target=None,
     progress=None,
     database=None,
+    on_find=None,
+    stop=None,
 ):
     """Search schedules of ``scenario`` for a violation.
 
@@ -94,7 +102,10 @@ def explore(
     async callable per CPU.  ``strategy`` is ``"pct"``, ``"random"``,
     ``"exhaustive"`` (bounded preemptions, ``bound`` at most) or
     ``"hypothesis"``.  The search stops at the first violation unless
-    ``keep_going``, in which case each distinct kind is reported once.
+    ``keep_going``, in which case each distinct signature is reported once
+    (each distinct kind, for the hypothesis strategy).  ``on_find`` is
+    called with each :class:`Violation` as soon as it is shrunk and
+    reported; ``stop()`` (polled between schedules) ends the search early.
     ``budget_s`` bounds the wall time of the search (not of a run: runs stay
     deterministic); ``schedules`` bounds their number.  ``database`` (a
     Hypothesis example database, hypothesis strategy only) replays earlier
@@ -128,15 +139,46 @@ def explore(
             database=database,
             database_key=key,
         )
-        found = [(index, out, concrete, ctarget, []) for index, out, concrete, ctarget in found]
+        for index, out, concrete, ctarget in found:
+            v = _to_violation(concrete, out, index, _meta_for(meta, ctarget), opts, shrink)
+            result.violations.append(v)
+            if on_find is not None:
+                on_find(v)
     else:
         search = _Search(scenario, strategy, seed, opts, pct_depth, bound, cross_schedule(names))
-        result, found = trio.run(search.run, schedules, deadline, keep_going, progress)
-    for index, outcome, concrete, concrete_target, priors in found:
-        m = dict(meta, target=concrete_target) if concrete_target is not None else meta
-        result.violations.append(_to_violation(concrete, outcome, index, m, opts, shrink, priors))
+        report = _Reporter(meta, opts, shrink, on_find)
+        result = trio.run(search.run, schedules, deadline, keep_going, progress, report, stop)
     result.elapsed_s = time.monotonic() - t0
     return result
+
+
+def _meta_for(meta, concrete_target):
+    return dict(meta, target=concrete_target) if concrete_target is not None else meta
+
+
+class _Reporter:
+    """Turns a search's finds into violations as they come: one per signature."""
+
+    def __init__(self, meta, opts, shrink, on_find):
+        self.meta = meta
+        self.opts = opts
+        self.shrink = shrink
+        self.on_find = on_find
+        self.signatures = set()
+
+    def known(self, out):
+        return signature(out.violation) in self.signatures
+
+    def __call__(self, result, index, out, concrete, concrete_target, priors):
+        """Shrink and report ``out`` (runs in a thread: shrinking runs schedules of its own)."""
+        self.signatures.add(signature(out.violation))
+        v = _to_violation(concrete, out, index, _meta_for(self.meta, concrete_target), self.opts, self.shrink, priors)
+        if v.report["signature"] in self.signatures and v.report["signature"] != signature(out.violation):
+            return  # shrinking led to a bug already reported
+        self.signatures.add(v.report["signature"])
+        result.violations.append(v)
+        if self.on_find is not None:
+            self.on_find(v)
 
 
 class _Search:
@@ -153,14 +195,16 @@ class _Search:
         # schedule index -> (scenario, decisions) of each run that taught lockdep something
         self.teachers = {}
 
-    async def run(self, schedules, deadline, keep_going, progress):
+    async def run(self, schedules, deadline, keep_going, progress, report, stop):
         result = Result()
-        found, kinds = [], set()
         exhaustive = self.exhaustive
         k = 64
         index = 0
         while schedules is None or index < schedules:
             if deadline is not None and time.monotonic() >= deadline:
+                break
+            if stop is not None and stop():
+                result.stopped = True
                 break
             if exhaustive is not None:
                 if not exhaustive.next_run():
@@ -178,17 +222,16 @@ class _Search:
             result.points += out.points
             if progress is not None:
                 progress(result)
-            if out.violation is not None and out.kind not in kinds:
-                kinds.add(out.kind)
+            if out.violation is not None and not report.known(out):
                 priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
-                found.append((index, out, concrete, concrete_target, priors))
+                await trio.to_thread.run_sync(report, result, index, out, concrete, concrete_target, priors)
                 if not keep_going:
                     break
             index += 1
         else:
             if exhaustive is not None and exhaustive.done():
                 result.exhausted = True
-        return result, found
+        return result
 
     async def _one(self, index, concrete, concrete_target, chooser):
         graph = self.graph

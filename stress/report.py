@@ -6,6 +6,7 @@ Format (``"format": "iommu-stress-report"``, ``"version": 2``)::
     target      what ran: {"scenario": "pkg.mod:fn"} or {"driver": ..., "workload": ...}
     strategy, seed, schedule    how it was found (schedule = index in the search)
     options     checkers, max_steps, pct_depth, bound
+    signature   the bug's name: kind and where (stress.soak.signature)
     decisions   the shrunk schedule (replay input)
     found_decisions   length of the schedule before shrinking
     preemptions, points
@@ -15,7 +16,7 @@ Format (``"format": "iommu-stress-report"``, ``"version": 2``)::
                 schedules of the search: [{schedule, target, decisions}, ...],
                 replayed in order (lockdep's graph only) before ``decisions``
 
-Version 2 (this one) added ``prior`` and prints stack frames as
+Version 2 (this one) added ``prior`` and ``signature`` and prints stack frames as
 ``function (path/file.py:LINE)``; version 1 reports still replay.
 
 Everything in it is derived from the seed and options: writing the same find
@@ -30,6 +31,7 @@ import re
 
 from . import __version__
 from .shrink import preemptions
+from .soak.signature import signature
 
 __all__ = [
     "FORMAT",
@@ -38,6 +40,7 @@ __all__ = [
     "build_report",
     "dumps",
     "write_report",
+    "write_atomic",
     "load_report",
     "report_text",
 ]
@@ -65,6 +68,7 @@ def build_report(meta, index, outcome, original_decisions=None):
         "found_decisions": original_decisions if original_decisions is not None else len(outcome.decisions),
         "preemptions": preemptions(outcome.decisions),
         "points": outcome.points,
+        "signature": signature(v),
         "violation": {
             "kind": v["kind"],
             "message": v["message"],
@@ -87,15 +91,36 @@ def report_name(report):
     return f"{what}-{report['violation']['kind']}-s{report['seed']}-{report['schedule']}"
 
 
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` so that a crash leaves the old file or the new, never half.
+
+    A temporary file beside it, flushed to the disk (fsync), then renamed over
+    ``path``; the directory is synced too, so the rename itself survives.
+    """
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_report(report, out_dir):
     """Write ``NAME.json`` and ``NAME.txt`` into ``out_dir``; returns the JSON path."""
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, report_name(report))
     for path, text in ((base + ".json", dumps(report)), (base + ".txt", report_text(report))):
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
     return base + ".json"
 
 

@@ -27,6 +27,7 @@ class Result:
     schedules: int = 0
     points: int = 0
     exhausted: bool = False
+    stopped: bool = False  # ``stop()`` ended the search early (Ctrl-C)
     elapsed_s: float = 0.0
 
     @property

@@ -134,21 +134,22 @@ class IsolationOracle:
         if acc.outcome == "bypass":
             if any(d.type == IOMMU_DOMAIN_IDENTITY for d in allowed):
                 return
-            self._report(master, acc, None, allowed, "translation is off (identity bypass)")
+            self._report(master, acc, None, allowed, "translation is off (identity bypass)", "identity bypass")
             return
         domain = self.tables.get(id(acc.base))
         if domain is None:
-            self._report(master, acc, None, allowed, f"the walk went through {acc.base!r}, no domain's tables")
+            self._report(master, acc, None, allowed, f"the walk went through {acc.base!r}, no domain's tables", "tables of no domain")
             return
         if not any(d is domain for d in allowed):
-            self._report(master, acc, domain, allowed, f"through {domain!r}, which the device may not use now")
+            self._report(master, acc, domain, allowed, f"through {domain!r}, which the device may not use now", "a domain the device may not use")
             return
         lst = self.live.get((id(domain), acc.iova >> PAGE), ())
         if any(m.paddr == acc.paddr >> PAGE for m in lst):
             return
-        self._report(master, acc, domain, allowed, f"{domain!r} does not map {acc.iova:#x} to {acc.paddr:#x}")
+        self._report(master, acc, domain, allowed, f"{domain!r} does not map {acc.iova:#x} to {acc.paddr:#x}", "an unmapped IOVA")
 
-    def _report(self, master, acc, domain, allowed, why):
+    def _report(self, master, acc, domain, allowed, why, where):
+        """``where``: what went wrong in a few stable words (the find's signature)."""
         kind = "stale-tlb" if acc.outcome == "tlb" else "dma-isolation"
         via = {
             "tlb": f"a TLB entry filled by DMA #{acc.fill.seq if acc.fill is not None else '?'}",
@@ -162,4 +163,4 @@ class IsolationOracle:
             f"domains {acc.dev} may use now: " + (", ".join(repr(d) for d in allowed) or "none"),
             f"access: {acc}",
         ]
-        self.kernel.report(kind, msg, splat="\n".join(lines), stacks={}, cpu=None)
+        self.kernel.report(kind, msg, splat="\n".join(lines), stacks={}, cpu=None, where=where)
