@@ -8,6 +8,8 @@
 * ``engine_vs_raw``: PCT points/s over raw handoffs/s (goal: >= 0.5).
 * the same for a representative driver workload, with every checker and
   oracle on (:func:`bench_workload`).
+* ``soak_schedules_per_s_*``: a soak on one and on two worker processes,
+  and the speed-up (:func:`bench_soak`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def run_bench(quick=False):
     figures["points_per_s_random"] = pts_r
     figures["engine_vs_raw"] = figures["points_per_s_pct"] / figures["raw_handoffs_per_s"]
     figures.update(bench_workload(quick, figures["points_per_s_pct"]))
+    figures.update(bench_soak(quick))
     return figures
 
 
@@ -132,4 +135,41 @@ def bench_workload(quick, bare_points_per_s):
         "model_cost_per_point": bare_points_per_s / (points / per_schedule),
         "boot_ms_per_schedule": boot * 1000,
         "model_cost_per_point_after_boot": bare_points_per_s / after_boot,
+    }
+
+
+def bench_soak(quick):
+    """Schedules/s of ``iommu-stress soak`` on one worker process and on two, and the speed-up.
+
+    The default workload on ``vsi-fixed`` (nothing to find, so no shrinking
+    distorts it), a fixed number of schedules in a temporary directory;
+    the rate counts everything a soak pays: worker start-up, batches,
+    checkpoints and the event log.
+    """
+    import tempfile
+
+    from .checkers import default_checkers
+    from .soak.runner import run_soak
+
+    n = 600 if quick else 3000
+    options = {
+        "target": {"driver": "vsi-fixed", "workload": workload_config()},
+        "strategy": "pct",
+        "seed": 0,
+        "checkers": list(default_checkers()),
+        "max_steps": 20_000,
+        "pct_depth": 3,
+        "batch": 100 if quick else 250,
+    }
+    rates = {}
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory(prefix="iommu-stress-bench-") as d:
+            summary = run_soak(d + "/soak", options, schedules=n, workers=workers)
+        if summary.found:
+            raise RuntimeError(f"vsi-fixed reported {next(iter(summary.findings))} in the soak bench")
+        rates[workers] = summary.rate
+    return {
+        "soak_schedules_per_s_1_worker": rates[1],
+        "soak_schedules_per_s_2_workers": rates[2],
+        "soak_speedup_2_workers": rates[2] / rates[1],
     }

@@ -12,6 +12,11 @@ import sys
 import time
 
 from . import __version__
+from .cliargs import positive_int as _positive_int
+from .cliargs import seconds as _seconds
+from .cliargs import seed as _seed
+from .soak.cli import add_parser as add_soak_parser
+from .soak.cli import cmd_soak
 from .targets import UsageError
 
 __all__ = ["main"]
@@ -24,25 +29,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _number(cast, ok, what):
-    """An argparse type: ``cast(text)`` that satisfies ``ok``, else one line naming ``what``."""
-
-    def parse(text):
-        try:
-            v = cast(text)
-        except ValueError:
-            v = None
-        if v is None or not ok(v):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return v
-
-    parse.__name__ = what  # argparse names the type in its own messages
-    return parse
-
-
-_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-_seed = _number(int, lambda v: v >= 0, "an integer seed >= 0")
-_seconds = _number(float, lambda v: 0 < v < float("inf"), "a positive number of seconds")
 
 
 def build_parser():
@@ -82,6 +68,8 @@ def build_parser():
     d = sub.add_parser("drivers", help="list driver variants")
     d.add_argument("--json", action="store_true")
 
+    add_soak_parser(sub)
+
     b = sub.add_parser("bench", help="throughput figures")
     b.add_argument("--json", action="store_true")
     b.add_argument("--quick", action="store_true", help="smaller counts (for a smoke test)")
@@ -91,7 +79,8 @@ def build_parser():
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
-        return {"hunt": cmd_hunt, "replay": cmd_replay, "drivers": cmd_drivers, "bench": cmd_bench}[args.command](args)
+        commands = {"hunt": cmd_hunt, "soak": cmd_soak, "replay": cmd_replay, "drivers": cmd_drivers, "bench": cmd_bench}
+        return commands[args.command](args)
     except UsageError as e:
         print(f"iommu-stress: error: {e}", file=sys.stderr)
         return 2

@@ -13,8 +13,12 @@ version, because ``fn`` is pickled by reference) or ``"local"``: a
 processes that the executor starts and closes.
 
 ``workers`` is the number of Dask worker threads (the sum of the workers'
-``nthreads``; one batch runs per thread), refreshed by :meth:`alive`, so
-workers that join a running soak get batches too.
+``nthreads``; one batch runs per thread), refreshed by :meth:`alive` (the
+soak's progress line calls it several times a second), so workers that
+join a running soak get batches too.  A batch is pure Python: threads of
+one worker share a core (the GIL), so give workers one thread each
+(``dask worker ADDRESS --nworkers N --nthreads 1``); a worker with more
+draws a ``RuntimeWarning``.
 
 What happens when a worker dies
 -------------------------------
@@ -23,13 +27,19 @@ A batch whose worker process dies under it (``os._exit``, the OOM killer,
 a lost machine) is **re-run by Dask itself**, transparently, on another
 (or the restarted) worker: the scheduler allows each task
 ``distributed.scheduler.allowed-failures`` such deaths (3 by default).
-The soak sees nothing but the batch's result, one worker fewer in
-:meth:`alive` for a moment (a ``LocalCluster``'s nanny restarts the
-process), and a line in Dask's log.  Only a batch that killed its worker
-more often than that comes back as ``KilledWorker``, which :meth:`poll`
-turns into :class:`~stress.soak.executor.WorkerLost`, so the soak re-runs
-it once more itself; a future cancelled under us (the scheduler forgot it,
-the client lost the scheduler) is a :class:`WorkerLost` too.  An exception
+The soak sees nothing but the batch's result (no ``worker_lost`` event),
+one worker fewer in :meth:`alive` for a moment (a nanny restarts the
+process: about half a second on a ``LocalCluster``), and an ERROR line in
+Dask's log (silenced for a ``"local"`` cluster: ``silence_logs``).  Only a
+batch that killed a worker more often than that comes back as
+``KilledWorker`` (after 4 deaths), which :meth:`poll` turns into
+:class:`~stress.soak.executor.WorkerLost`, so the soak re-runs it itself
+(and stops after ``runner.MAX_LOSSES`` of those: a batch that always kills
+its worker costs 4 x 3 worker processes before the soak gives up).  A
+future cancelled under us (the scheduler forgot it, the client lost the
+scheduler) is a :class:`WorkerLost` too; a finished result lost with its
+worker before it was fetched is recomputed by Dask and simply comes back
+later.  An exception
 raised by ``fn`` comes back as itself (with the worker's traceback).
 ``tests/test_soak_cluster.py`` checks both.
 
@@ -45,6 +55,7 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from typing import Any, Callable, Hashable
 
 from .executor import WorkerLost
@@ -61,7 +72,7 @@ class DaskExecutor:
         *,
         n_workers: int | None = None,
         connect_timeout: float = 30.0,
-        silence_logs: int = logging.ERROR,
+        silence_logs: int = logging.CRITICAL,
     ):
         try:
             from distributed import Client, LocalCluster
@@ -80,7 +91,7 @@ class DaskExecutor:
                 n_workers=n,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",  # no fixed port (8787): two soaks, or a test, at once
                 silence_logs=silence_logs,
             )
             try:
@@ -93,9 +104,17 @@ class DaskExecutor:
         try:
             # a scheduler without workers yet: wait for the first one
             self._client.wait_for_workers(1, timeout=connect_timeout)
+            threaded = {w: n for w, n in self._client.nthreads().items() if n > 1}
         except BaseException:
             self.close()
             raise
+        if threaded:
+            warnings.warn(
+                f"Dask workers with several threads ({', '.join(sorted(threaded))}): a batch is pure Python, "
+                "so threads share one core; start workers with --nthreads 1 (and --nworkers N)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.alive()
 
     # -- the Executor interface --------------------------------------------
@@ -163,6 +182,8 @@ class DaskExecutor:
         finally:
             cluster, self._cluster = self._cluster, None
             if cluster is not None:
+                if cancel:
+                    _stop_workers_now(cluster)
                 cluster.close()
 
     # -- helpers -----------------------------------------------------------
@@ -193,6 +214,25 @@ class DaskExecutor:
 
     def __repr__(self):
         return f"DaskExecutor({self.address!r}, workers={self._workers})"
+
+
+def _stop_workers_now(cluster, timeout=1.0):
+    """Stop an owned LocalCluster's workers without waiting for their running batches.
+
+    A nanny's default close gives a busy worker 4 s to finish its task
+    before killing it; a cancelled soak (Ctrl-C) has nothing to wait for.
+    Best effort: whatever fails here, ``cluster.close()`` still closes all.
+    """
+    import asyncio
+
+    async def close_all(nannies):
+        await asyncio.gather(*(n.close(timeout=timeout, reason="soak-cancelled") for n in nannies), return_exceptions=True)
+
+    try:
+        nannies = [w for w in cluster.workers.values() if hasattr(w, "close")]
+        cluster.sync(close_all, nannies)
+    except Exception:  # pragma: no cover - a distributed without these internals
+        pass
 
 
 def _lost(message, cause):
