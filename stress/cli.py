@@ -122,26 +122,39 @@ def cmd_hunt(args):
     check_writable(args.out, "reports")
     log = None
     if args.log:
-        from .log import jsonl_logger
+        import socket
+
+        from .soak.events import open_events, versions
 
         try:
-            log = jsonl_logger(args.log)
+            log = open_events(args.log)
         except OSError as e:
             raise UsageError(f"cannot open log {args.log}: {e.strerror}") from None
-        log.info("hunt_start", target=target, strategy=args.strategy, seed=args.seed, schedules=schedules)
+        log.event(
+            "hunt_start",
+            target=target,
+            strategy=args.strategy,
+            seed=args.seed,
+            schedules=schedules,
+            budget_s=args.budget_s,
+            options={"checkers": checkers, "max_steps": args.max_steps, "pct_depth": args.pct_depth, "bound": args.bound},
+            versions=versions(),
+            host=socket.gethostname(),
+        )
     progress = None if args.json else _Progress()
 
     def on_find(v):
         """On disk the moment it is found: a later Ctrl-C or kill loses nothing."""
         v.path = write_report(v.report, args.out)
         if log is not None:
-            log.warning(
-                "violation",
-                kind=v.kind,
+            log.event(
+                "find",
                 signature=v.report["signature"],
+                kind=v.kind,
                 message=v.message,
                 report=v.path,
                 schedule=v.report["schedule"],
+                seed=args.seed,
             )
 
     hunt = explore
@@ -172,14 +185,17 @@ def cmd_hunt(args):
             if progress is not None:
                 progress.close()
     if log is not None:
-        log.info(
+        log.event(
             "hunt_end",
+            reason="signal" if stop() else ("exhausted" if result.exhausted else "done"),
             found=result.found,
+            signatures=len(result.violations),
             schedules=result.schedules,
             points=result.points,
             elapsed_s=round(result.elapsed_s, 3),
             stopped=stop.name,
         )
+        log.close()
     if args.json:
         first = result.violations[0] if result.violations else None
         out = {

@@ -59,6 +59,9 @@ __all__ = [
     "replay_decisions",
     "concretize",
     "prior_graph",
+    "make_chooser",
+    "to_violation",
+    "plain_message",
 ]
 
 STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "replay")
@@ -68,7 +71,7 @@ class ReplayMismatch(ScenarioError):
     """A found violation did not replay the same: the scenario is not deterministic."""
 
 
-def _chooser(strategy, seed, index, *, pct_depth, k):
+def make_chooser(strategy, seed, index, *, pct_depth, k):
     rng = make_rng(seed, index)
     if strategy == "random":
         return RandomWalk(rng)
@@ -140,7 +143,7 @@ def explore(
             database_key=key,
         )
         for index, out, concrete, ctarget in found:
-            v = _to_violation(concrete, out, index, _meta_for(meta, ctarget), opts, shrink)
+            v = to_violation(concrete, out, index, _meta_for(meta, ctarget), opts, shrink)
             result.violations.append(v)
             if on_find is not None:
                 on_find(v)
@@ -172,7 +175,7 @@ class _Reporter:
     def __call__(self, result, index, out, concrete, concrete_target, priors):
         """Shrink and report ``out`` (runs in a thread: shrinking runs schedules of its own)."""
         self.signatures.add(signature(out.violation))
-        v = _to_violation(concrete, out, index, _meta_for(self.meta, concrete_target), self.opts, self.shrink, priors)
+        v = to_violation(concrete, out, index, _meta_for(self.meta, concrete_target), self.opts, self.shrink, priors)
         if v.report["signature"] in self.signatures and v.report["signature"] != signature(out.violation):
             return  # shrinking led to a bug already reported
         self.signatures.add(v.report["signature"])
@@ -212,7 +215,7 @@ class _Search:
                     break
                 chooser = exhaustive
             else:
-                chooser = _chooser(self.strategy, self.seed, index, pct_depth=self.pct_depth, k=k)
+                chooser = make_chooser(self.strategy, self.seed, index, pct_depth=self.pct_depth, k=k)
             concrete, concrete_target = concretize(self.scenario, self.seed, index)
             out = await self._one(index, concrete, concrete_target, chooser)
             if exhaustive is not None:
@@ -257,7 +260,7 @@ def prior_graph(priors, opts):
 _ADDRESS = re.compile(r"0x[0-9a-f]{8,}")
 
 
-def _plain(message):
+def plain_message(message):
     """A message without Python object addresses (``<... at 0x7f...>`` differs per run)."""
     return _ADDRESS.sub("0x...", message)
 
@@ -268,7 +271,8 @@ def _describe(out):
     return f"{out.kind}: {out.violation['message']}"
 
 
-def _to_violation(scenario, outcome, index, meta, opts, shrink, priors=()):
+def to_violation(scenario, outcome, index, meta, opts, shrink, priors=()):
+    """The :class:`Violation` of a find: replay-checked, shrunk, reported (also a soak's batches use it)."""
     found = list(outcome.decisions)
     if priors:
         base = prior_graph([(i, s, d) for i, s, _, d in priors], opts)
@@ -276,7 +280,7 @@ def _to_violation(scenario, outcome, index, meta, opts, shrink, priors=()):
         opts = dict(opts, lockdep_base=base)
     # The find must replay as found before anything is built on it.
     again = replay_decisions(scenario, found, **opts)
-    if again.kind != outcome.kind or _plain(again.violation["message"]) != _plain(outcome.violation["message"]):
+    if again.kind != outcome.kind or plain_message(again.violation["message"]) != plain_message(outcome.violation["message"]):
         raise ReplayMismatch(
             f"schedule {index} of {_name(meta['target'])} found {_describe(outcome)}, "
             f"but its replay ended in {_describe(again)}: the scenario is not deterministic "

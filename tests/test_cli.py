@@ -179,8 +179,9 @@ def test_hunt_log_is_json_lines(tmp_path, capsys):
     log = tmp_path / "hunts.jsonl"
     assert main(["hunt", "--scenario", SCEN, "--json", "--out", str(tmp_path / "r"), "--log", str(log)]) == 1
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["event"] for r in rows] == ["hunt_start", "violation", "hunt_end"]
-    assert rows[1]["kind"] == "data-race" and os.path.exists(rows[1]["report"])
+    assert [r["event"] for r in rows] == ["hunt_start", "find", "hunt_end"]
+    assert all(r["v"] == 1 and r["time"] for r in rows)
+    assert rows[1]["kind"] == "data-race" and os.path.exists(rows[1]["report"]) and rows[1]["signature"].startswith("data-race in ")
     assert rows[2]["found"] is True and rows[2]["schedules"] >= 1
     assert main(["hunt", "--scenario", SCEN, "--log", str(tmp_path / "no" / "such" / "dir.jsonl")]) == 2
 

@@ -50,7 +50,7 @@ def test_sigint_keeps_every_find_and_prints_the_summary(tmp_path):
     assert not list((tmp_path / "r").glob("*.tmp*"))
     events = [json.loads(line)["event"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert events[0] == "hunt_start" and events[-1] == "hunt_end"
-    assert events.count("violation") == len(after)
+    assert events.count("find") == len(after)
 
 
 def test_sigterm_on_a_clean_driver_says_what_was_covered(tmp_path):

@@ -3,8 +3,9 @@ report replays to the same kind and is no bigger than the bug needs.
 
 No hand-picked seeds: each bug is hunted under seeds 0, 1, 2, ... in order
 (``BUDGET`` examples each) until one finds it; the default run allows
-``SEEDS`` seeds, the soak run (``IOMMU_STRESS_SOAK=1``) hunts seeds 0-9 and
-asserts a rate (``SOAK_MIN``).  Rates per seed: ``python
+``SEEDS`` seeds (and leaves out the ``LONG`` bugs), the soak run
+(``IOMMU_STRESS_SOAK=1``) hunts every bug under seeds 0-9 and asserts a
+rate (``SOAK_MIN``).  Rates per seed: ``python
 benchmarks/zoo_rates.py --route machine``.
 """
 
@@ -23,17 +24,19 @@ NO_RACE = tuple(c for c in default_checkers() if c != "race")
 
 #: examples per seed
 BUDGET = 300
-#: B4 needs a DMA and a whole unmap inside attach's window; since locks hand
-#: over to their waiters in FIFO order (a releasing CPU can no longer take
-#: the lock straight back), the machine needs ~900-1,100 examples for it
-#: (seeds 0-2 measured: 1016, 875, 1137)
-BUDGETS = {"B4": 1500}
-#: default run: found by one of seeds 0..SEEDS-1 (most bugs by seed 0; B4
-#: needs a DMA and a whole unmap inside attach's window, B5 the suspend
-#: worker between two register writes: not every seed finds those)
+#: B4 needs a DMA and a whole unmap inside attach's window, B5 the suspend
+#: worker between two register writes of an attach.  Since locks hand over
+#: to their waiters in FIFO order (a releasing CPU can no longer take the
+#: lock straight back) the machine needs ~900-1,300 examples for either
+#: (measured: B4 seeds 0-2: 1016, 875, 1137; B5 seed 0: 1220), a minute or
+#: more per seed: they run in the soak run only, where the rate is asserted
+#: (the PCT route of tests/test_zoo.py finds both in the default run).
+BUDGETS = {"B4": 2000, "B5": 2000}
+LONG = set(BUDGETS)
+#: default run: found by one of seeds 0..SEEDS-1 (most bugs by seed 0)
 SEEDS = 4
 #: soak run: found by at least this many of seeds 0-9
-SOAK_MIN = {"B4": 5, "B5": 2}
+SOAK_MIN = {"B4": 5, "B5": 3}
 SOAK_MIN_DEFAULT = 7
 
 
@@ -65,7 +68,7 @@ def _check_find(found, name, bid, kind):
     assert sum(1 for d in found.decisions if d) <= 8
 
 
-@pytest.mark.parametrize("zoo", ZOO, ids=[z[1] for z in ZOO])
+@pytest.mark.parametrize("zoo", [z for z in ZOO if z[0] not in LONG], ids=[z[1] for z in ZOO if z[0] not in LONG])
 def test_mutant_found_by_the_machine(zoo):
     bid, name, _, kind = zoo
     tried = []

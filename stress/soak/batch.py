@@ -203,7 +203,7 @@ class _Range:
         self.hits = {}  # signature -> [kind, message, first index, count, outcome, concrete, priors]
 
     async def run(self, lo, stop, count_from):
-        from stress.engine import _chooser
+        from stress.engine import make_chooser
         from stress.lockdep import LockGraph
         from stress.run import run_schedule_async
         from stress.scenarios import concretize, target_of
@@ -214,7 +214,7 @@ class _Range:
         lockdep = "lockdep" in self.opts["checkers"]
         for index in range(lo, stop):
             counted = index >= count_from
-            chooser = _chooser(self.spec.strategy, self.spec.seed, index, pct_depth=self.spec.pct_depth, k=k)
+            chooser = make_chooser(self.spec.strategy, self.spec.seed, index, pct_depth=self.spec.pct_depth, k=k)
             concrete, _ = concretize(self.scenario, self.spec.seed, index)
             graph = self.graph if self.keep_graph else (LockGraph() if lockdep else None)
             before = 0
@@ -245,23 +245,17 @@ class _Range:
             self.edges.update((a, b) for a, nxt in self.graph.fwd.items() for b in nxt)
 
     def result(self, k, lo, stop, count_from, meta, known):
-        from stress.engine import _to_violation
+        from stress.engine import plain_message, to_violation
 
         finds = []
         for sig, (kind, message, index, count, out, concrete, priors) in self.hits.items():
             report = None
             if sig not in known:
-                report = _to_violation(concrete, out, index, meta, self.opts, True, priors).report
-            finds.append(Find(sig, kind, _plain(message), index, count, report))
+                report = to_violation(concrete, out, index, meta, self.opts, True, priors).report
+            finds.append(Find(sig, kind, plain_message(message), index, count, report))
         finds.sort(key=lambda f: f.schedule)
         edges = sorted([str(a), str(b)] for a, b in self.edges)
         return BatchResult(k, count_from, stop, self.schedules, self.points, 0.0, finds, {}, edges)
-
-
-def _plain(message):
-    from stress.engine import _plain as plain
-
-    return plain(message)
 
 
 def _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known):
@@ -273,7 +267,7 @@ def _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known):
     (``keep_going``), so a batch that finds n kinds runs up to n+1 rounds of
     examples; ``schedules`` says how many ran.
     """
-    from stress.engine import _to_violation
+    from stress.engine import plain_message, to_violation
     from stress.hypothesis_chooser import explore_hypothesis
     from stress.choosers import make_rng
 
@@ -301,6 +295,6 @@ def _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known):
         report = None
         if sig not in known:
             m = dict(meta, target=target) if target is not None else meta
-            report = _to_violation(concrete, out, program, m, opts, True).report
-        finds[sig] = Find(sig, out.kind, _plain(out.violation["message"]), count_from, 1, report)
+            report = to_violation(concrete, out, program, m, opts, True).report
+        finds[sig] = Find(sig, out.kind, plain_message(out.violation["message"]), count_from, 1, report)
     return BatchResult(k, count_from, stop, result.schedules, result.points, 0.0, list(finds.values()), {}, [])

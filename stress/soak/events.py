@@ -1,10 +1,11 @@
 """A soak's event log: ``SOAKDIR/events.jsonl``, one JSON object per line.
 
-Written through structlog (the pipeline of :mod:`stress.log`, with the
-soak's own keys).  Every event has ``event`` (its name), ``v`` (the schema
+Written through structlog (processors are plain functions, as structlog
+wants them).  Every event has ``event`` (its name), ``v`` (the schema
 version, :data:`SCHEMA`), ``time`` (ISO 8601, UTC) and ``tool``; the rest
 is per event (see the README's table): ``soak_start``, ``batch``, ``find``,
-``repeat``, ``worker_lost``, ``checkpoint``, ``soak_end``.
+``repeat``, ``worker_lost``, ``checkpoint``, ``soak_end``.  ``hunt --log``
+writes the same schema: ``hunt_start``, ``find``, ``hunt_end``.
 
 Guarantees:
 
@@ -26,15 +27,35 @@ import os
 
 import structlog
 
-from ..log import _add_tool
 
-__all__ = ["SCHEMA", "EVENTS", "open_events", "read_events", "repair"]
+__all__ = ["SCHEMA", "EVENTS", "HUNT_EVENTS", "open_events", "read_events", "repair", "versions"]
 
 #: the version of the event schema (bumped when a field changes meaning)
 SCHEMA = 1
 
 #: the event names a soak writes
 EVENTS = ("soak_start", "batch", "find", "repeat", "worker_lost", "checkpoint", "soak_end")
+#: the event names ``hunt --log`` writes (``find`` is the soak's, field for field)
+HUNT_EVENTS = ("hunt_start", "find", "hunt_end")
+
+
+def versions():
+    """What ran: this tool's, Python's, Trio's and Hypothesis' versions."""
+    import platform
+
+    import hypothesis
+    import trio
+
+    from .. import __version__
+
+    return {"tool": __version__, "python": platform.python_version(), "trio": trio.__version__, "hypothesis": hypothesis.__version__}
+
+
+def _add_tool(logger, method, event_dict):
+    from .. import __version__
+
+    event_dict.setdefault("tool", __version__)
+    return event_dict
 
 
 def _add_schema(logger, method, event_dict):

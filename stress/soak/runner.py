@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import collections
 import os
-import platform
 import socket
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from datetime import datetime, timezone
 from ..errors import UsageError
 from ..signals import StopSignals, check_writable
 from .batch import BatchSpec, batch_range, run_batch
-from .events import open_events, read_events
+from .events import open_events, read_events, versions
 from .executor import WorkerLost
 from .findings import STATE, SoakState, StateError, load_state, save_state, write_report
 
@@ -91,15 +90,6 @@ class Summary:
 
 def _now():
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _versions():
-    import hypothesis
-    import trio
-
-    from .. import __version__
-
-    return {"tool": __version__, "python": platform.python_version(), "trio": trio.__version__, "hypothesis": hypothesis.__version__}
 
 
 def _batches(state, spec):
@@ -226,7 +216,7 @@ class _Soak:
                 target=state.options["target"],
                 options=state.options,
                 limits=state.limits,
-                versions=_versions(),
+                versions=versions(),
                 host=socket.gethostname(),
                 pid=os.getpid(),
                 workers=self.executor.workers,
