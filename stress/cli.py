@@ -271,21 +271,29 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
 
 
 class _Progress:
-    """A status line on stderr, at most once a second (display only)."""
+    """A status line on stderr (display only).
 
-    def __init__(self):
+    On a terminal it is rewritten in place at most once a second; in a pipe
+    or a CI log (stderr not a terminal) it is a plain line every ``every``
+    seconds, never a carriage return.
+    """
+
+    def __init__(self, every=10.0):
         self.t0 = self.last = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.every = 1.0 if self.tty else every
         self.shown = False
 
     def __call__(self, result):
         now = time.monotonic()
-        if now - self.last < 1.0:
+        if now - self.last < self.every:
             return
         self.last = now
         rate = result.schedules / max(now - self.t0, 1e-9)
-        sys.stderr.write(f"\r  {result.schedules} schedules, {result.points} points, {rate:.0f} schedules/s ")
+        line = f"  {result.schedules} schedules, {result.points} points, {rate:.0f} schedules/s"
+        sys.stderr.write(f"\r{line} " if self.tty else f"{line}\n")
         sys.stderr.flush()
-        self.shown = True
+        self.shown = self.tty
 
     def close(self):
         if self.shown:
