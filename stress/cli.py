@@ -15,6 +15,8 @@ from . import __version__
 from .cliargs import positive_int as _positive_int
 from .cliargs import seconds as _seconds
 from .cliargs import seed as _seed
+from .analyze.cli import add_parser as add_analyze_parser
+from .analyze.cli import cmd_analyze
 from .soak.cli import add_parser as add_soak_parser
 from .soak.cli import cmd_soak
 from .targets import UsageError
@@ -69,6 +71,7 @@ def build_parser():
     d.add_argument("--json", action="store_true")
 
     add_soak_parser(sub)
+    add_analyze_parser(sub)
 
     b = sub.add_parser("bench", help="throughput figures")
     b.add_argument("--json", action="store_true")
@@ -79,7 +82,14 @@ def build_parser():
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
-        commands = {"hunt": cmd_hunt, "soak": cmd_soak, "replay": cmd_replay, "drivers": cmd_drivers, "bench": cmd_bench}
+        commands = {
+            "hunt": cmd_hunt,
+            "soak": cmd_soak,
+            "analyze": cmd_analyze,
+            "replay": cmd_replay,
+            "drivers": cmd_drivers,
+            "bench": cmd_bench,
+        }
         return commands[args.command](args)
     except UsageError as e:
         print(f"iommu-stress: error: {e}", file=sys.stderr)

@@ -29,22 +29,51 @@ With ``start`` (a resumed soak whose schedule limit grew past a batch it had
 clipped) the schedules of the batch below ``start`` run again - lockdep's
 graph must see them - but are not counted and report nothing.
 
-Coverage comes with every result, at the cost of one counter per workload
-operation: the operations run by kind (the ``op_begin`` hook, seen by an
-observer the batch attaches itself, so reports and their options stay what
-``hunt`` writes) and the lock-order edges of the batch's lockdep graph.
+Coverage comes with every result (of a ``pct`` or ``random`` batch; a
+``hypothesis`` batch leaves ``ops``, ``overlaps`` and ``functions`` empty),
+counted over the batch's counted schedules only, at the cost of a counter
+per workload operation and per driver method call:
+
+* ``ops`` - the operations run, by kind (``{"map": n}``): the ``op_begin``
+  hook, seen by an observer the batch attaches itself, so reports and their
+  options stay what ``hunt`` writes;
+* ``overlaps`` - ``{"kindA|kindB": n}`` (``kindA <= kindB``, the kinds of
+  :data:`stress.workload.OP_KINDS`: ``dom_alloc``, ``attach_identity``
+  where ``ops`` says ``domain_alloc``, ``attach``): in how many
+  schedules an operation of one kind and one of the other were in flight at
+  once on two different CPUs.  An operation is in flight from its
+  ``op_begin`` to its ``op_end`` (or to the next ``op_begin`` on its CPU, or
+  the end of its CPU's body, for one that crashed); two overlap when one
+  begins while the other is in flight.  A pair counts at most once per
+  schedule (``n`` is schedules, not occurrences); ``map|map`` is two maps on
+  two CPUs;
+* ``functions`` - ``{"method": n}``: calls of the driver's functions (see
+  :func:`driver_functions`: the coroutine methods of the driver class and
+  its driver bases) made through the driver object (``self.f(...)``,
+  ``ops.f(...)``, a handler bound at probe), so the ops entry points the
+  core calls (``map_pages``, ``attach_dev``) and the helpers they call
+  (``vsi_iommu_map``, ``vsi_iommu_attach_device``); a ``super().f()`` call
+  of a subclass's override is not counted again.  Counted by a plain
+  function installed on the driver class for the batch's search and removed
+  after it, which counts the call and returns the coroutine the method
+  makes: it has returned before the coroutine runs, so no stack a run
+  takes (lock, access, splat, crash inside the driver) shows it, and the
+  reports are built by a replay after it is removed anyway;
+* ``lock_edges`` - the lock-order edges of the batch's lockdep graph.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["BatchSpec", "BatchResult", "Find", "run_batch", "batch_range", "STRATEGIES"]
+__all__ = ["BatchSpec", "BatchResult", "Find", "run_batch", "batch_range", "driver_functions", "STRATEGIES"]
 
 #: the strategies a soak runs
 STRATEGIES = ("pct", "random", "hypothesis")
@@ -97,6 +126,8 @@ class BatchResult:
     lock_edges: list = field(default_factory=list)  # [[a, b], ...] sorted
     pid: int = 0
     host: str = ""
+    overlaps: dict = field(default_factory=dict)  # {"kindA|kindB": schedules}, sorted keys
+    functions: dict = field(default_factory=dict)  # {"method": calls}, sorted keys
 
 
 def batch_range(spec, k):
@@ -122,27 +153,208 @@ def _scenario(target):
     return s
 
 
+#: an ``op_begin`` name's head -> its kind in ``stress.workload.OP_KINDS`` (where they differ)
+_OP_KIND = {"domain_alloc": "dom_alloc", "domain_free": "dom_free"}
+#: "attach(vpu0, identity)": the attach kinds by the name's last argument (else ``attach``)
+_ATTACH_KIND = {"identity)": "attach_identity", "blocked)": "attach_blocked", "dma)": "attach_dma"}
+
+
 class _Coverage:
-    """The observer counting workload operations (``op_begin``)."""
+    """The observer counting workload operations (``op_begin``) and their overlaps (``op_end``).
+
+    ``ops`` counts by the head of the ``op_begin`` name (``domain_alloc``;
+    every attach is ``attach``), as it always has; ``overlaps`` by the
+    workload's kind (:data:`stress.workload.OP_KINDS`: ``dom_alloc``,
+    ``attach_identity``).
+
+    :meth:`new_run` starts a schedule: the operations in flight (CPU ->
+    kind) and the pairs already counted in it are per schedule.
+    """
 
     def __init__(self):
         self.ops = {}
+        self.overlaps = {}  # (kindA, kindB), kindA <= kindB -> schedules
+        self.active = {}
+        self.seen = set()
+
+    def new_run(self):
+        self.active = {}
+        self.seen = set()
 
     def op_begin(self, cpu, name):
         kind = name.split("(", 1)[0]  # "map(d0, 0x10000000, 1p)" -> "map"
         self.ops[kind] = self.ops.get(kind, 0) + 1
+        # overlaps name the workload's kinds (stress.workload.OP_KINDS)
+        if kind in _OP_KIND:
+            kind = _OP_KIND[kind]
+        elif kind == "attach":
+            kind = _ATTACH_KIND.get(name.rsplit(", ", 1)[-1], kind)
+        active = self.active
+        if active:
+            seen = self.seen
+            for other, k in active.items():
+                if other is cpu:
+                    continue
+                pair = (kind, k) if kind <= k else (k, kind)
+                if pair not in seen:
+                    seen.add(pair)
+                    self.overlaps[pair] = self.overlaps.get(pair, 0) + 1
+        active[cpu] = kind
+
+    def op_end(self, cpu, name):
+        self.active.pop(cpu, None)
+
+    def overlap_counts(self):
+        return dict(sorted((f"{a}|{b}", n) for (a, b), n in self.overlaps.items()))
 
 
 def _observed(concrete, coverage):
     """``concrete`` with ``coverage`` attached to each run's kernel (nothing else changes)."""
 
     def scenario(kernel):
+        coverage.new_run()
         kernel.attach(coverage)
         return concrete(kernel)
 
     scenario.__qualname__ = getattr(concrete, "__qualname__", "scenario")
     scenario.__module__ = getattr(concrete, "__module__", None)
     return scenario
+
+
+# -- the driver's functions --------------------------------------------------------
+
+
+def _driver_class(target, scenario=None):
+    """The driver class of a ``{"driver": ...}`` target (the scenario's own), else None."""
+    if not isinstance(target, dict) or not target.get("driver"):
+        return None
+    if scenario is None:
+        scenario = _scenario(target)
+    cls = getattr(scenario, "driver", None)  # a DriverWorkload
+    if isinstance(cls, type):
+        return cls
+    cls = (inspect.getclosurevars(scenario).nonlocals.get("driver") if inspect.isfunction(scenario) else None)
+    if isinstance(cls, type):
+        return cls  # a fixed-programs scenario (stress.workload._fixed_scenario)
+    from stress.workload import _resolve_driver
+
+    return _resolve_driver(target["driver"])
+
+
+def _function_names(cls):
+    """The names :func:`driver_functions` lists for driver class ``cls``."""
+    from model.iommu.driver import IommuDriver
+
+    names = set()
+    for c in cls.__mro__:
+        if c is IommuDriver or not (isinstance(c, type) and issubclass(c, IommuDriver)):
+            continue
+        for name, value in vars(c).items():
+            if name.startswith("__") or name in names:
+                continue
+            fn = getattr(value, "_soak_orig", value)
+            if inspect.iscoroutinefunction(fn):
+                names.add(name)
+    # the most derived definition decides (an override by a plain function is not one)
+    return sorted(n for n in names if inspect.iscoroutinefunction(_unwrapped(getattr(cls, n, None))))
+
+
+def _unwrapped(fn):
+    return getattr(fn, "_soak_orig", fn)
+
+
+def driver_functions(target):
+    """The driver's functions ``functions`` counts, sorted (``[]`` for a ``--scenario`` target).
+
+    The coroutine methods (``async def``: every driver op and every helper
+    that can be interleaved) defined on the driver class and its bases that
+    are driver classes (subclasses of :class:`model.iommu.driver.IommuDriver`,
+    which itself is not one), dunder names excluded, ``_private`` helpers
+    included.  Plain methods (``vsi_iommu_get_from_dev``) are not counted:
+    counting one would put a frame on the stack while it runs.
+    """
+    cls = _driver_class(target)
+    return _function_names(cls) if cls is not None else []
+
+
+_COUNTS = threading.local()  # .counts: this thread's batch's {name: calls}, or None
+_INSTALL_LOCK = threading.Lock()
+_INSTALLED = {}  # driver class -> [users, {name: the class's own attribute or _MISSING}]
+_MISSING = object()
+
+
+def _counter(fn, name):
+    local = _COUNTS
+
+    def counted(*args, **kwargs):
+        counts = getattr(local, "counts", None)
+        if counts is not None:
+            counts[name] = counts.get(name, 0) + 1
+        return fn(*args, **kwargs)  # the coroutine: this frame is gone before it runs
+
+    counted.__name__ = fn.__name__
+    counted.__qualname__ = fn.__qualname__
+    counted.__module__ = fn.__module__
+    counted.__doc__ = fn.__doc__
+    counted._soak_orig = fn
+    return counted
+
+
+class _Functions:
+    """Counts calls of the driver's functions while installed (a context manager).
+
+    Installs a :func:`_counter` per function on the driver class (once per
+    process however many threads run batches of it; removed when the last
+    leaves); each thread counts into its own ``counts``, and only while
+    :attr:`active` (a resumed batch's schedules below ``start`` are not counted).
+    """
+
+    def __init__(self, cls):
+        self.cls = cls
+        self.counts = {}
+
+    @property
+    def active(self):
+        return getattr(_COUNTS, "counts", None) is not None
+
+    @active.setter
+    def active(self, on):
+        _COUNTS.counts = self.counts if on else None
+
+    def __enter__(self):
+        cls = self.cls
+        if cls is None:
+            return self
+        with _INSTALL_LOCK:
+            entry = _INSTALLED.get(cls)
+            if entry is None:
+                saved = {}
+                for name in _function_names(cls):
+                    saved[name] = vars(cls).get(name, _MISSING)
+                    setattr(cls, name, _counter(_unwrapped(getattr(cls, name)), name))
+                entry = _INSTALLED[cls] = [0, saved]
+            entry[0] += 1
+        self.active = True
+        return self
+
+    def __exit__(self, *exc):
+        self.active = False
+        cls = self.cls
+        if cls is None:
+            return
+        with _INSTALL_LOCK:
+            entry = _INSTALLED[cls]
+            entry[0] -= 1
+            if entry[0] == 0:
+                del _INSTALLED[cls]
+                for name, old in entry[1].items():
+                    if old is _MISSING:
+                        delattr(cls, name)
+                    else:
+                        setattr(cls, name, old)
+
+    def result(self):
+        return {name: n for name, n in sorted(self.counts.items()) if n}
 
 
 def run_batch(spec, k, known=frozenset(), start=None):
@@ -172,9 +384,13 @@ def run_batch(spec, k, known=frozenset(), start=None):
     elif spec.strategy in ("pct", "random"):
         import trio
 
-        run = _Range(scenario, spec, opts, cross_schedule(names), coverage)
-        trio.run(run.run, lo, stop, count_from)
+        functions = _Functions(_driver_class(spec.target, scenario))
+        run = _Range(scenario, spec, opts, cross_schedule(names), coverage, functions)
+        with functions:  # removed before the finds are replayed and reported
+            trio.run(run.run, lo, stop, count_from)
         res = run.result(k, lo, stop, count_from, meta, known)
+        res.overlaps = coverage.overlap_counts()
+        res.functions = functions.result()
     else:
         raise ValueError(f"unknown soak strategy {spec.strategy!r} (choose from {', '.join(STRATEGIES)})")
     res.ops = dict(sorted(coverage.ops.items())) if spec.strategy != "hypothesis" else res.ops
@@ -186,13 +402,14 @@ def run_batch(spec, k, known=frozenset(), start=None):
 class _Range:
     """The schedules ``[lo, stop)`` of a PCT or random search, in index order (as ``explore``)."""
 
-    def __init__(self, scenario, spec, opts, keep_graph, coverage):
+    def __init__(self, scenario, spec, opts, keep_graph, coverage, functions=None):
         from stress.lockdep import LockGraph
 
         self.scenario = scenario
         self.spec = spec
         self.opts = opts
         self.coverage = coverage
+        self.functions = functions
         # with cross-schedule one graph for the batch, else a fresh one per
         # schedule (passed explicitly only to read its edges)
         self.graph = LockGraph() if keep_graph else None
@@ -222,6 +439,8 @@ class _Range:
                 graph.origin = index
                 before = graph.size()
             run_on = _observed(concrete, self.coverage) if counted else concrete
+            if self.functions is not None:
+                self.functions.active = counted
             out = await run_schedule_async(run_on, chooser, lock_graph=graph, **self.opts)
             if self.keep_graph and graph.size() != before:
                 self.teachers[index] = (concrete, target_of(concrete), list(out.decisions))

@@ -94,7 +94,7 @@ class SoakState:
     partial: dict = field(default_factory=dict)  # batch -> stop of a clipped batch
     totals: dict = field(default_factory=lambda: {"schedules": 0, "points": 0, "batches": 0, "elapsed_s": 0.0})
     findings: dict = field(default_factory=dict)
-    coverage: dict = field(default_factory=lambda: {"ops": {}, "lock_edges": []})
+    coverage: dict = field(default_factory=lambda: {"ops": {}, "overlaps": {}, "functions": {}, "lock_edges": []})
     sessions: int = 0
 
     def is_done(self, k):
@@ -136,9 +136,18 @@ class SoakState:
             partial={int(k): int(v) for k, v in (data.get("partial") or {}).items()},
             totals=data["totals"],
             findings=data.get("findings") or {},
-            coverage=data.get("coverage") or {"ops": {}, "lock_edges": []},
+            coverage=_coverage(data.get("coverage")),
             sessions=int(data.get("sessions", 0)),
         )
+
+
+def _coverage(data):
+    """A state's ``coverage``; the keys an older state lacks start empty."""
+    cov = dict(data or {})
+    for key in ("ops", "overlaps", "functions"):
+        cov.setdefault(key, {})
+    cov.setdefault("lock_edges", [])
+    return cov
 
 
 def load_state(soakdir):

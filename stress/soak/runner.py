@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 
 from ..errors import UsageError
 from ..signals import StopSignals, check_writable
-from .batch import BatchSpec, batch_range, run_batch
+from .batch import BatchSpec, batch_range, driver_functions, run_batch
 from .events import open_events, read_events, versions
 from .executor import WorkerLost
 from .findings import STATE, SoakState, StateError, load_state, save_state, write_report
@@ -222,6 +222,7 @@ class _Soak:
                 workers=self.executor.workers,
                 resumed=bool(resumed),
                 session=state.sessions,
+                driver_functions=driver_functions(state.options["target"]),
             )
             todo = _batches(state, spec)
             draining = False
@@ -311,6 +312,10 @@ class _Soak:
         ops = state.coverage.setdefault("ops", {})
         for kind, n in res.ops.items():
             ops[kind] = ops.get(kind, 0) + n
+        for key in ("overlaps", "functions"):  # absent from an older state.json: start at zero
+            total = state.coverage.setdefault(key, {})
+            for name, n in getattr(res, key, {}).items():
+                total[name] = total.get(name, 0) + n
         edges = {tuple(e) for e in state.coverage.get("lock_edges", [])}
         edges.update(tuple(e) for e in res.lock_edges)
         state.coverage["lock_edges"] = sorted(list(e) for e in edges)
@@ -327,6 +332,8 @@ class _Soak:
             points=res.points,
             seconds=round(res.seconds, 3),
             ops=res.ops,
+            overlaps=res.overlaps,
+            functions=res.functions,
             lock_edges=res.lock_edges,
             finds=sum(f.count for f in res.finds),
         )
