@@ -108,7 +108,8 @@ def explore(
     ``keep_going``, in which case each distinct signature is reported once
     (each distinct kind, for the hypothesis strategy).  ``on_find`` is
     called with each :class:`Violation` as soon as it is shrunk and
-    reported; ``stop()`` (polled between schedules) ends the search early.
+    reported (the hypothesis strategy: when its search ends); ``stop()``
+    (polled between schedules) ends the search early.
     ``budget_s`` bounds the wall time of the search (not of a run: runs stay
     deterministic); ``schedules`` bounds their number.  ``database`` (a
     Hypothesis example database, hypothesis strategy only) replays earlier
@@ -141,6 +142,7 @@ def explore(
             opts=opts,
             database=database,
             database_key=key,
+            stop=stop,
         )
         for index, out, concrete, ctarget in found:
             v = to_violation(concrete, out, index, _meta_for(meta, ctarget), opts, shrink)

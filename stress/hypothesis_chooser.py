@@ -116,7 +116,11 @@ FAMILY_SEEDS = st.integers(0, 2**32 - 1)
 PROGRAMS = st.integers(0, 65535)
 
 
-def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts, database=None, database_key=None):
+class _Stopped(KeyboardInterrupt):
+    """``stop()`` asked to end the search: the one exception Hypothesis lets through at once."""
+
+
+def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts, database=None, database_key=None, stop=None):
     """Search with Hypothesis; returns ``(Result, [(index, Outcome, scenario, target)])``.
 
     For a scenario family (a driver workload) Hypothesis also draws which
@@ -161,6 +165,8 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
     def search(program, family_seed, decisions):
         if deadline is not None and time.monotonic() >= deadline:
             return
+        if stop is not None and stop():
+            raise _Stopped()
         concrete, target = concretize(scenario, family_seed, program)
         out = run_schedule(concrete, Replay(decisions), **opts)
         result.schedules += 1
@@ -175,11 +181,13 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
             search._hypothesis_internal_database_key = database_key + (b"" if not kinds else b"\x00%d" % len(kinds))
         try:
             search()
+        except _Stopped:
+            result.stopped = True
         except _Found as e:
             kind = e.args[0]
             kinds.add(kind)
             found.append(last[kind])
-            if keep_going and (deadline is None or time.monotonic() < deadline):
+            if keep_going and (deadline is None or time.monotonic() < deadline) and not (stop is not None and stop()):
                 continue
         break
     return result, found

@@ -84,3 +84,24 @@ def test_all_kinds_reports_each_signature_once(tmp_path):
     sigs = [r["signature"] for r in reports]
     assert len(sigs) == len(set(sigs)) >= 4
     assert sum(1 for s in sigs if s.startswith("data-race in ")) >= 1
+
+
+def test_sigint_stops_a_hypothesis_hunt_too(tmp_path):
+    (tmp_path / "clean.py").write_text(
+        "from model.kernel import Shared, SpinLock, spin_lock, spin_unlock\n"
+        "def locked(kernel):\n"
+        "    count, lock = Shared('count', 0), SpinLock('lock')\n"
+        "    async def inc():\n"
+        "        await spin_lock(lock)\n"
+        "        await count.store(await count.load() + 1)\n"
+        "        spin_unlock(lock)\n"
+        "    return [inc, inc]\n"
+    )
+    p = _start(tmp_path, "--scenario", "clean:locked", "--strategy", "hypothesis", "--schedules", "10000000")
+    time.sleep(4)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert time.monotonic() - t0 < 5
+    assert p.returncode == 0, err
+    assert "stopped by SIGINT" in out and "Traceback" not in err
