@@ -12,7 +12,15 @@ from .lockdep import Lockdep
 from .oracles import ORACLES
 from .race import RaceDetector
 
-__all__ = ["CHECKERS", "CROSS_SCHEDULE", "default_checkers", "attach_checkers", "register_checker", "cross_schedule"]
+__all__ = [
+    "CHECKERS",
+    "CROSS_SCHEDULE",
+    "default_checkers",
+    "attach_checkers",
+    "register_checker",
+    "cross_schedule",
+    "parse_checkers",
+]
 
 #: the switch that keeps lockdep's graph across the schedules of a search
 CROSS_SCHEDULE = "cross-schedule"
@@ -38,6 +46,17 @@ def register_checker(name, factory, default=True):
     CHECKERS[name] = factory
     if default and name not in _DEFAULT:
         _DEFAULT.append(name)
+
+
+def parse_checkers(text):
+    """The names of a ``--checkers a,b,c`` list; an unknown one is a one-line usage error."""
+    from .errors import UsageError
+
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CHECKERS]
+    if unknown:
+        raise UsageError(f"unknown checker {unknown[0]!r} (known: {', '.join(sorted(CHECKERS))})")
+    return names
 
 
 def cross_schedule(names):

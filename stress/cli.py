@@ -102,32 +102,17 @@ def main(argv=None):
 # -- hunt -------------------------------------------------------------------------
 
 
-def _target(args):
-    if args.scenario:
-        from .targets import resolve_scenario
-
-        return resolve_scenario(args.scenario), {"scenario": args.scenario}
-    from .workload import driver_scenario, workload_config
-
-    name = args.driver or "vsi-v3"
-    config = workload_config(cpus=args.cpus, ops=args.ops)
-    return driver_scenario(name, config), {"driver": name, "workload": config}
-
-
 def cmd_hunt(args):
-    from .checkers import CHECKERS
+    from .checkers import parse_checkers
     from .engine import explore
     from .errors import ScenarioError
     from .report import write_report
     from .signals import StopSignals, check_writable
 
-    scenario, target = _target(args)
-    checkers = None
-    if args.checkers:
-        checkers = [c.strip() for c in args.checkers.split(",") if c.strip()]
-        unknown = [c for c in checkers if c not in CHECKERS]
-        if unknown:
-            raise UsageError(f"unknown checker {unknown[0]!r} (known: {', '.join(sorted(CHECKERS))})")
+    from .targets import target_from_args
+
+    scenario, target = target_from_args(args)
+    checkers = parse_checkers(args.checkers) if args.checkers else None
     schedules = args.schedules if args.schedules is not None else (None if args.budget_s else 2000)
     check_writable(args.out, "reports")
     log = None

@@ -11,7 +11,7 @@ from .errors import UsageError
 from .loader import import_object
 from .workload import driver_scenario
 
-__all__ = ["UsageError", "import_object", "resolve_scenario", "scenario_for_target"]
+__all__ = ["UsageError", "import_object", "resolve_scenario", "scenario_for_target", "target_from_args", "replay_report"]
 
 
 def resolve_scenario(spec):
@@ -19,6 +19,21 @@ def resolve_scenario(spec):
     if not callable(fn):
         raise UsageError(f"scenario {spec!r} is not callable")
     return fn
+
+
+def target_from_args(args):
+    """``(scenario, target)`` of ``--scenario`` or ``--driver``/``--cpus``/``--ops`` (hunt and soak).
+
+    The default driver is vsi-v3; a bad spec or an unknown driver is one
+    :class:`UsageError` line, before any schedule runs.
+    """
+    if args.scenario:
+        return resolve_scenario(args.scenario), {"scenario": args.scenario}
+    from .workload import workload_config
+
+    name = args.driver or "vsi-v3"
+    config = workload_config(cpus=args.cpus, ops=args.ops)
+    return driver_scenario(name, config), {"driver": name, "workload": config}
 
 
 def scenario_for_target(target):

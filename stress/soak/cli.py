@@ -95,26 +95,16 @@ def default_dir(target, seed):
 
 def _options(args):
     """A new soak's stored options from the command line (validated here, before any worker starts)."""
-    from ..checkers import CHECKERS, default_checkers
+    from ..checkers import CHECKERS, default_checkers, parse_checkers
     from ..run import DEFAULT_MAX_STEPS
+    from ..targets import target_from_args
 
-    if args.scenario:
-        from ..targets import resolve_scenario
-
-        resolve_scenario(args.scenario)  # a bad spec is one line now, not a worker's traceback
-        target = {"scenario": args.scenario}
-    else:
-        from ..workload import driver_scenario, workload_config
-
-        name = args.driver or "vsi-v3"
-        target = {"driver": name, "workload": workload_config(cpus=args.cpus, ops=args.ops)}
-        driver_scenario(name, target["workload"])  # an unknown driver is one line now
+    _, target = target_from_args(args)  # a bad spec or driver is one line now, not a worker's traceback
     checkers = list(default_checkers())
     if args.checkers:
-        checkers = [c.strip() for c in args.checkers.split(",") if c.strip()]
-        unknown = [c for c in checkers if c not in CHECKERS]
-        if unknown or not checkers:
-            raise UsageError(f"unknown checker {unknown[0] if unknown else ''!r} (known: {', '.join(sorted(CHECKERS))})")
+        checkers = parse_checkers(args.checkers)
+        if not checkers:
+            raise UsageError(f"unknown checker '' (known: {', '.join(sorted(CHECKERS))})")
     return {
         "target": target,
         "strategy": args.strategy or "pct",
