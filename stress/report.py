@@ -28,10 +28,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import textwrap
 
 from . import __version__
 from .shrink import preemptions
+from .errors import UsageError
 from .soak.signature import signature
+from .workload import driver_label
 
 __all__ = [
     "FORMAT",
@@ -86,8 +89,20 @@ def dumps(report):
 
 
 def report_name(report):
+    """``vsi-v3-data-race-s0-35``: the target's name, the kind, seed and schedule.
+
+    A plugin driver is named by its ``name`` attribute, a scenario by its
+    function; only ``[A-Za-z0-9_-]`` reach the file name.
+    """
     t = report["target"]
-    what = re.sub(r"[^A-Za-z0-9_-]+", "-", t.get("driver") or t.get("scenario") or "scenario").strip("-")
+    if t.get("driver"):
+        try:
+            what = driver_label(t["driver"])
+        except UsageError:
+            what = t["driver"]
+    else:
+        what = str(t.get("scenario") or "scenario").rsplit(":", 1)[-1]
+    what = re.sub(r"[^A-Za-z0-9_-]+", "-", what).strip("-") or "target"
     return f"{what}-{report['violation']['kind']}-s{report['seed']}-{report['schedule']}"
 
 
@@ -160,8 +175,13 @@ def load_report(path):
     return data
 
 
-def report_text(report):
-    """The mailing-list form: header, the splat, the stacks, the schedule."""
+def report_text(report, *, full=False, path=None):
+    """The mailing-list form: header, the splat, any stack it lacks, the schedule.
+
+    ``full``: every event; otherwise boot and teardown are folded, except the
+    events that touch an object the violation names (:func:`related_rows`).
+    ``path``: the report file the "replay with" line names.
+    """
     v = report["violation"]
     t = report["target"]
     what = ", ".join(f"{k}={val}" for k, val in sorted(t.items()) if val is not None and not isinstance(val, dict))
@@ -174,30 +194,132 @@ def report_text(report):
         "",
     ]
     for label, frames in v["stacks"].items():
+        if frames and _in_splat(v["splat"], frames):
+            continue  # printed once, in the splat
         lines.append(f"{label}:")
         lines += [f"  {fr}" for fr in frames] or ["  (none)"]
-    lines += ["", "Schedule (replay with: iommu-stress replay REPORT.json):", ""]
-    rows = [r for r in report["timeline"] if r[1] not in ("boot", "teardown")]
-    hidden = len(report["timeline"]) - len(rows)
-    if hidden:
-        lines.append(f"({hidden} boot and teardown events omitted; the JSON has them)")
+    lines += ["", f"Schedule (replay with: iommu-stress replay {path or report_name(report) + '.json'}):", ""]
+    timeline = report["timeline"]
+    if full:
+        rows = timeline
+    else:
+        keep, names = related_rows(timeline, v)
+        rows = [r for r in timeline if r[1] not in _FOLDED or r[0] in keep]
+        hidden = len(timeline) - len(rows)
+        if hidden:
+            shown = f"; shown: the {len(rows) - _count_unfolded(timeline)} that touch {', '.join(names)}" if keep else ""
+            lines.append(f"({hidden} boot and teardown events omitted{shown}; --full or the JSON has them all)")
     lines += timeline_lines(rows)
-    return "\n".join(lines) + "\n"
+    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def timeline_lines(timeline, width=34):
-    """A side-by-side plain-text table: one column per actor."""
+_FOLDED = ("boot", "teardown")
+
+
+def _count_unfolded(timeline):
+    return sum(1 for r in timeline if r[1] not in _FOLDED)
+
+
+def _in_splat(splat, frames):
+    return all(fr in splat for fr in frames)
+
+
+# What a timeline row is about: its object, as the violation would name it.
+_ROW_OBJECTS = {
+    "mutex_lock": lambda d: [d],
+    "spin_lock": lambda d: [d],
+    "trylock": lambda d: [d],
+    "acquired": lambda d: [d],
+    "unlock": lambda d: [d],
+    "load": lambda d: [d.split(" = ", 1)[0]],
+    "store": lambda d: [d],
+    "rpm": lambda d: [d.split(":", 1)[0]],
+    "mmio": lambda d: re.findall(r"\((?:0x[0-9a-f]+, )?(\S+) \+", d),
+    "iommu": lambda d: re.findall(r"[\w-]+\d", d.split(" ", 1)[1]) if " " in d else [],
+    "alloc": lambda d: [d],
+    "free": lambda d: [d],
+}
+
+
+def related_rows(timeline, violation):
+    """Steps of boot/teardown rows that touch an object the violation names.
+
+    An object is named when it occurs in the violation's message as a whole
+    word (``dma-domain0``, ``iommu1``, ``&vsi_iommu->lock``,
+    ``vsi_iommu->domain``).  An ``attach_dev`` or ``domain_free`` that touches
+    one keeps every event up to the core's next step: it is what the object
+    went through.  Returns ``(steps, names)``.
+    """
+    message = violation.get("message", "")
+    named = {}
+    for step, actor, what, detail in timeline:
+        if actor not in _FOLDED or what not in _ROW_OBJECTS:
+            continue
+        for obj in _ROW_OBJECTS[what](detail):
+            if obj not in named:
+                named[obj] = bool(obj) and re.search(r"(?<![\w>&.-])" + re.escape(obj) + r"(?![\w-])", message) is not None
+    keep, names, inside = set(), [], None
+    for step, actor, what, detail in timeline:
+        if actor not in _FOLDED:
+            continue
+        hit = what in _ROW_OBJECTS and any(named.get(o) for o in _ROW_OBJECTS[what](detail))
+        if what == "iommu":
+            # an attach or a domain_free spans the rows up to the core's next step
+            starts = detail.startswith("domain_free") or (detail.startswith("attach_dev") and ": " in detail)
+            if inside == actor and not starts:
+                keep.add(step)
+            inside = actor if hit and starts else None
+        if hit or inside == actor:
+            keep.add(step)
+        if hit:
+            names += [o for o in _ROW_OBJECTS[what](detail) if named.get(o) and o not in names]
+    return keep, names
+
+
+def actor_order(timeline):
+    """Columns: CPUs in number order (CPU0 first), then the others as they
+    appear (pm_wq, masters); boot and teardown run before and after them all
+    and take whole lines instead."""
     actors = []
     for _, actor, _, _ in timeline:
-        if actor != "-" and actor not in actors:
+        if actor != "-" and actor not in _FOLDED and actor not in actors:
             actors.append(actor)
-    head = "step  " + "".join(a.ljust(width) for a in actors)
-    out = [head, "-" * len(head)]
-    for step, actor, what, detail in timeline:
-        if actor not in actors:
-            out.append(f"{step:>4}  {what} {detail}")
+
+    def key(a):
+        m = re.fullmatch(r"CPU(\d+)", a)
+        return (0, int(m.group(1)), 0) if m else (1, 0, actors.index(a))
+
+    return sorted(actors, key=key)
+
+
+def timeline_lines(timeline, max_width=60):
+    """A side-by-side plain-text table: one column per actor, CPU0 first.
+
+    A column is as wide as its longest cell up to ``max_width``; a longer
+    cell wraps at spaces onto the next lines of its column and is never cut
+    (a word longer than the column widens it).  The violation, boot and
+    teardown events and events of no actor take a whole line.
+    """
+    actors = actor_order(timeline)
+    cells = [(step, actor, f"{what} {detail}".strip()) for step, actor, what, detail in timeline]
+    wrapped = {}
+    widths = {a: len(a) for a in actors}
+    for i, (step, actor, cell) in enumerate(cells):
+        if actor not in widths or timeline[i][2] == "violation":
             continue
-        cell = f"{what} {detail}".strip()[: width - 1]
-        col = actors.index(actor)
-        out.append(f"{step:>4}  " + " " * (width * col) + cell)
+        parts = textwrap.wrap(cell, max_width, break_long_words=False, break_on_hyphens=False) or [""]
+        wrapped[i] = parts
+        widths[actor] = max(widths[actor], *(len(p) for p in parts))
+    starts, col = {}, 6
+    for a in actors:
+        starts[a] = col
+        col += widths[a] + 2
+    head = "step  " + "".join(a.ljust(widths[a] + 2) for a in actors)
+    out = [head.rstrip(), "-" * (col - 2)]
+    for i, (step, actor, cell) in enumerate(cells):
+        if i not in wrapped:
+            out.append(f"{step:>4}  " + (cell if actor == "-" else f"{actor}: {cell}"))
+            continue
+        for j, part in enumerate(wrapped[i]):
+            out.append(((f"{step:>4}" if j == 0 else "").ljust(starts[actor]) + part).rstrip())
     return out

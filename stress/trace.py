@@ -11,6 +11,22 @@ from model.kernel.gfp import gfp_name
 
 __all__ = ["Tracer"]
 
+# iommu hook events the timeline shows (model.iommu lists them all); map and
+# unmap are left out: the workload's op rows name them already.
+_IOMMU_EVENTS = {
+    "domain_alloc": "domain_alloc {domain}",
+    "domain_free": "domain_free {domain}",
+    "attach_begin": "attach_dev {dev}: {old} -> {new}",
+    "attach_end": "attach_dev {dev} -> {new} = {ret}",
+    "probe": "probe_device {dev} done",
+    "release": "release_device {dev} done",
+    "fault": "report_iommu_fault {domain} {dev} iova={iova:#x}",
+}
+
+
+def _name(value):
+    return "NULL" if value is None else value if isinstance(value, int) else repr(value)
+
 
 class Tracer:
     name = "trace"
@@ -71,7 +87,19 @@ class Tracer:
             self._add(cpu, "op", f"end {name}")
 
     def mmio(self, cpu, hw, reg, value, is_write):
-        self._add(cpu, "mmio", f"{'write' if is_write else 'read'} {hw}:{reg} {value:#x}")
+        # writel(0x10, iommu0 + FLUSH(0x184)) / readl(iommu0 + STATUS(0x384)) = 0x1
+        name = hw.reg_name(reg) if hasattr(hw, "reg_name") else f"{reg:#x}"
+        if is_write:
+            self._add(cpu, "mmio", f"writel({value:#x}, {hw} + {name})")
+        else:
+            self._add(cpu, "mmio", f"readl({hw} + {name}) = {value:#x}")
+
+    def iommu(self, cpu, what, info):
+        # The core's steps that name a domain or device, so that a report can
+        # show what happened to them during boot and teardown too.
+        text = _IOMMU_EVENTS.get(what)
+        if text is not None:
+            self._add(cpu, "iommu", text.format(**{k: _name(v) for k, v in info.items()}))
 
     def dma(self, master, access):
         self._add(master, "dma", str(access))

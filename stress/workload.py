@@ -18,6 +18,7 @@ from .loader import import_object
 
 __all__ = [
     "OP_KINDS",
+    "driver_label",
     "DEFAULT_WORKLOAD",
     "workload_config",
     "draw_programs",
@@ -132,6 +133,16 @@ def _resolve_driver(name):
         return get_driver(name)
     except LookupError as e:
         raise UsageError(str(e)) from None
+
+
+def driver_label(name):
+    """What reports call a driver: a plugin's ``name`` attribute (``my-iommu``
+    for ``mymodule:MyIommu``), a built-in's own name."""
+    if not (isinstance(name, str) and ":" in name):
+        return name
+    cls = _resolve_driver(name)
+    label = getattr(cls, "name", None)
+    return label if isinstance(label, str) and label else name.rsplit(":", 1)[-1]
 
 
 def driver_scenario(name, config):

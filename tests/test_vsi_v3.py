@@ -151,7 +151,7 @@ def test_identity_window_on_the_vfio_path():
     ops = [t for kind, t in cpu0 if kind == "op"]
     assert ops[-1] == "begin attach(vpu1, d0)", ops
     after = cpu0[cpu0.index(("op", "begin attach(vpu1, d0)")) :]
-    assert ("mmio", f"write iommu1:{VSI_MMU_AHB_CONTROL_BASE} 0x0") in after, after
+    assert ("mmio", f"writel(0x0, iommu1 + AHB_CONTROL({VSI_MMU_AHB_CONTROL_BASE:#x}))") in after, after
     assert replay_kind(v.report) == "dma-isolation"
 
 

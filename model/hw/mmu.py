@@ -31,6 +31,7 @@ from .master import DmaAccess
 from .regs import (
     IOVA_PAGE_MASK,
     LAYOUTS,
+    reg_name,
     RK_MMU_AUTO_GATING,
     RK_MMU_CMD_DISABLE_PAGING,
     RK_MMU_CMD_DISABLE_STALL,
@@ -110,6 +111,10 @@ class IommuHw:
 
     def __repr__(self):
         return self.name
+
+    def reg_name(self, off):
+        """The register at ``off`` in this MMU's layout: ``FLUSH(0x184)``."""
+        return reg_name(self.layout, off)
 
     # -- register front-ends ---------------------------------------------------
 

@@ -95,3 +95,37 @@ NUM_PT_ENTRIES = 1024
 SPAGE_SIZE = 1 << 12
 
 LAYOUTS = ("rk", "vsi")
+
+# Register names per layout, as the C spells them without the prefix: what
+# traces and splats print (``FLUSH(0x184)``), so an offset reads as the
+# driver's source does.  VSI 0x380 is AHB_EXCEPTION when written and the
+# page-fault address when read (notes 1.2); it prints as AHB_EXCEPTION.
+REGISTER_NAMES = {
+    "rk": {
+        RK_MMU_DTE_ADDR: "DTE_ADDR",
+        RK_MMU_STATUS: "STATUS",
+        RK_MMU_COMMAND: "COMMAND",
+        RK_MMU_PAGE_FAULT_ADDR: "PAGE_FAULT_ADDR",
+        RK_MMU_ZAP_ONE_LINE: "ZAP_ONE_LINE",
+        RK_MMU_INT_RAWSTAT: "INT_RAWSTAT",
+        RK_MMU_INT_CLEAR: "INT_CLEAR",
+        RK_MMU_INT_MASK: "INT_MASK",
+        RK_MMU_INT_STATUS: "INT_STATUS",
+        RK_MMU_AUTO_GATING: "AUTO_GATING",
+    },
+    "vsi": {
+        VSI_MMU_FLUSH_BASE: "FLUSH",
+        VSI_MMU_CONFIG1_BASE: "CONFIG1",
+        VSI_MMU_AHB_EXCEPTION_BASE: "AHB_EXCEPTION",
+        VSI_MMU_STATUS_BASE: "STATUS",
+        VSI_MMU_AHB_CONTROL_BASE: "AHB_CONTROL",
+        VSI_MMU_AHB_TLB_ARRAY_BASE_L_BASE: "AHB_TLB_ARRAY_BASE_L",
+    },
+}
+
+
+def reg_name(layout, off):
+    """``FLUSH(0x184)``: the register at ``off`` by name, with its hex offset;
+    ``0x1f0`` for an offset the layout does not name."""
+    name = REGISTER_NAMES.get(layout, {}).get(off)
+    return f"{name}({off:#x})" if name else f"{off:#x}"

@@ -73,7 +73,7 @@ class IommuGroup:
     def __init__(self, kernel):
         self.id = _next_id(kernel, "group")
         self.name = f"group{self.id}"
-        self.mutex = Mutex("&group->mutex")
+        self.mutex = Mutex("group->mutex")
         self.devices = []
         self.domain = None
         self.default_domain = None
