@@ -134,7 +134,7 @@ def write_report(report, out_dir):
     """Write ``NAME.json`` and ``NAME.txt`` into ``out_dir``; returns the JSON path."""
     os.makedirs(out_dir, exist_ok=True)
     base = os.path.join(out_dir, report_name(report))
-    for path, text in ((base + ".json", dumps(report)), (base + ".txt", report_text(report))):
+    for path, text in ((base + ".json", dumps(report)), (base + ".txt", report_text(report, path=base + ".json"))):
         write_atomic(path, text)
     return base + ".json"
 

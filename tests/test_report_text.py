@@ -156,3 +156,11 @@ def test_written_report_names_are_deterministic(tmp_path):
     path = stress.report.write_report(rep, str(tmp_path))
     assert path.endswith("vsi-v3-data-race-s0-7.json")
     assert json.load(open(path))["schedule"] == 7
+
+
+def test_written_text_names_the_written_json(tmp_path):
+    rep = _report([[0, "CPU0", "runs", ""]])
+    rep.update(format="iommu-stress-report", version=2, options={})
+    path = stress.report.write_report(rep, str(tmp_path / "reports"))
+    txt = open(path[: -len(".json")] + ".txt").read()
+    assert f"(replay with: iommu-stress replay {path})" in txt
