@@ -14,6 +14,11 @@ that finds it.
 distinct kind that ``hunt --all-kinds`` finds in a fixed budget, with a
 line saying in kernel terms what the report shows.
 
+With ``--write`` the reports behind both tables are written too, shrunk, as
+``hunt`` writes them (JSON and text), into ``docs/reports/zoo`` and
+``docs/reports/history`` (the old ones are removed first), and each table
+row links its text report.
+
 Seconds are wall-clock figures of this machine; everything else is
 deterministic.
 """
@@ -23,18 +28,24 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from stress import explore  # noqa: E402
+from stress.report import report_name, report_text, write_report  # noqa: E402
 from stress.workload import driver_scenario, workload_config  # noqa: E402
 from zoo_rates import MAX_BUDGET, SEEDS, zoo_plan  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPORTS = os.path.join("docs", "reports")
 ZOO_MAX = MAX_BUDGET
 HISTORY_BUDGET = 3000
 HISTORY = ["vsi-v3", "vsi-v3-gfp-or", "vsi-mainline", "vsi-fixed"]
+#: the history report the README shows in full (its Reports section)
+EXCERPT = ("vsi-v3", "data-race")
 
 #: what a report of this kind shows, in kernel terms, per driver (or "*")
 EXPLAIN = {
@@ -82,7 +93,16 @@ def _ops(report):
     return sum(len(p) for p in programs)
 
 
-def zoo_rows():
+def _link(report, sub, out):
+    """Write ``report`` under ``out/sub`` (when ``out``); a markdown link to its text."""
+    if out is None or report is None:
+        return "-"
+    path = write_report(report, os.path.join(out, sub))
+    rel = path[: -len(".json")] + ".txt"
+    return f"[{os.path.basename(rel)}]({rel})"
+
+
+def zoo_rows(out=None):
     """One row per B-bug: benchmarks/zoo_rates.py's measurement (seeds 0-9, the
     test's checkers), the budget tests/test_zoo.py gives it, and the shrunk
     report of the first seed that finds it."""
@@ -113,24 +133,36 @@ def zoo_rows():
                 f"{m['within_test_budget']}/{len(SEEDS)}",
                 f"{m['median_s']:.2f}",
                 f"{_ops(shrunk[1])} ops, {shrunk[1]['preemptions']} preemptions (seed {shrunk[0]})" if shrunk else "-",
+                _link(shrunk[1] if shrunk else None, "zoo", out),
             )
         )
     head = (
         f"| id | mutant | kind found | checkers | seeds finding it (≤{ZOO_MAX}) | median schedules "
-        "| test budget | seeds finding it within the test budget | median s | shrunk report |"
+        "| test budget | seeds finding it within the test budget | median s | shrunk report | report |"
     )
-    return [head, "|---|---|---|---|---|---|---|---|---|---|"] + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [head, "|---|---|---|---|---|---|---|---|---|---|---|"] + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
-def history_rows():
-    lines = ["| driver | kinds found (`hunt --all-kinds`, pct, seed 0, %d schedules) | what the report shows |" % HISTORY_BUDGET, "|---|---|---|"]
+def history_rows(out=None, excerpt=None):
+    """Every distinct kind per driver; with ``out``, the first (shrunk) report of
+    each kind is written and linked (``--all-kinds`` keeps one per signature:
+    the table keeps one per kind)."""
+    lines = [
+        "| driver | kinds found (`hunt --all-kinds`, pct, seed 0, %d schedules) | what the report shows | report |" % HISTORY_BUDGET,
+        "|---|---|---|---|",
+    ]
     for name in HISTORY:
-        r = explore(driver_scenario(name, workload_config()), strategy="pct", schedules=HISTORY_BUDGET, seed=0, keep_going=True, shrink=False)
+        r = explore(driver_scenario(name, workload_config()), strategy="pct", schedules=HISTORY_BUDGET, seed=0, keep_going=True, shrink=out is not None)
         if not r.found:
-            lines.append(f"| {name} | none | clean over {r.schedules} schedules |")
+            lines.append(f"| {name} | none | clean over {r.schedules} schedules | - |")
             continue
-        for v in sorted(r.violations, key=lambda v: v.kind):
-            lines.append(f"| {name} | {v.kind} | {_cell(explain(name, v.kind))} |")
+        first = {}
+        for v in r.violations:
+            first.setdefault(v.kind, v)
+        for kind, v in sorted(first.items()):
+            if excerpt is not None and (name, kind) == EXCERPT:
+                excerpt.append(report_text(v.report, path=os.path.join(REPORTS, "history", report_name(v.report) + ".json")))
+            lines.append(f"| {name} | {kind} | {_cell(explain(name, kind))} | {_link(v.report, 'history', out)} |")
     return lines
 
 
@@ -144,17 +176,25 @@ def _replace(text, tag, lines):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    ap.add_argument("--write", action="store_true", help="replace the tables in README.md and the reports in docs/reports")
     args = ap.parse_args()
-    zoo = zoo_rows()
+    os.chdir(ROOT)  # reports name each other relative to the repository
+    out = REPORTS if args.write else None
+    if out is not None:
+        for sub in ("zoo", "history"):
+            shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
+    zoo = zoo_rows(out)
     print("\n".join(zoo), "\n")
-    history = history_rows()
+    excerpt = []
+    history = history_rows(out, excerpt)
     print("\n".join(history))
     if args.write:
-        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+        path = os.path.join(ROOT, "README.md")
         with open(path, encoding="utf-8") as f:
             text = f.read()
         text = _replace(_replace(text, "zoo-table", zoo), "history-table", history)
+        if excerpt:
+            text = _replace(text, "report-excerpt", ["```text", excerpt[0].rstrip("\n"), "```"])
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
 

@@ -316,7 +316,8 @@ def hunt_with_machine(
     first failure (a count, so still deterministic) with the smallest
     failure so far; ``shrink_programs`` is cheaper at the last steps.
     ``stats`` (a dict) receives ``examples`` and ``runs``/``points`` of the
-    replays.  ``kinds``, ``table`` and ``story_table`` are those of
+    replays, and on a find ``search_examples``: the examples up to the first
+    failure (the others were spent shrinking it).  ``kinds``, ``table`` and ``story_table`` are those of
     :func:`make_machine`.  The find's workload config is
     ``workload_of(config, programs)``.
     """
@@ -352,6 +353,7 @@ def hunt_with_machine(
             except MachineFailure as e:
                 if not first_failure:
                     first_failure.append(counts["examples"])
+                    counts["search_examples"] = counts["examples"]  # the rest are Hypothesis shrinking it
                 size = _size(e.programs, e.decisions)
                 if not smallest or size < smallest[0][0]:
                     smallest[:] = [(size, e)]

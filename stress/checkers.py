@@ -49,10 +49,12 @@ def register_checker(name, factory, default=True):
 
 
 def parse_checkers(text):
-    """The names of a ``--checkers a,b,c`` list; an unknown one is a one-line usage error."""
+    """The names of a ``--checkers a,b,c`` list; an unknown one, or none, is a one-line usage error."""
     from .errors import UsageError
 
     names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:  # "" is not "all": a script that lost its list should say so
+        raise UsageError(f"--checkers needs at least one checker (known: {', '.join(sorted(CHECKERS))})")
     unknown = [c for c in names if c not in CHECKERS]
     if unknown:
         raise UsageError(f"unknown checker {unknown[0]!r} (known: {', '.join(sorted(CHECKERS))})")

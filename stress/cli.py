@@ -1,7 +1,12 @@
-"""``iommu-stress``: hunt, replay, drivers, bench.
+"""``iommu-stress``: hunt, replay, drivers, bench (and soak, analyze).
 
 Exit status: ``hunt`` 1 found / 0 none; ``replay`` 1 reproduces / 0 not;
-2 for bad usage anywhere (one line on stderr, never a traceback).
+2 for bad usage anywhere (one line on stderr, never a traceback); 141 when
+the reader of stdout went away (``| head``), quietly.
+
+Output is the same on a terminal, in a pipe and in a CI log: no line is
+broken at 80 columns, none ends in a space, and progress is a plain line
+per interval unless stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import sys
 import time
 
 from . import __version__
+from .cliargs import console as _console
 from .cliargs import positive_int as _positive_int
+from .cliargs import print_rich as _print_rich
+from .cliargs import quiet_broken_pipe as _quiet_broken_pipe
 from .cliargs import seconds as _seconds
 from .cliargs import seed as _seed
 from .analyze.cli import add_parser as add_analyze_parser
@@ -31,6 +39,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+#: ``--strategy`` of hunt, in the order of its help
+HUNT_STRATEGIES = ("pct", "random", "exhaustive", "hypothesis")
 
 
 def build_parser():
@@ -42,39 +52,56 @@ def build_parser():
     what = h.add_mutually_exclusive_group()
     what.add_argument("--driver", help="driver variant to hunt in (default: vsi-v3); see `iommu-stress drivers`")
     what.add_argument("--scenario", help="a scenario function: pkg.module:function or path/to/file.py:function")
-    h.add_argument("--strategy", default="pct", choices=["pct", "random", "exhaustive", "hypothesis"])
-    h.add_argument("--seed", type=_seed, default=0)
-    budget = h.add_mutually_exclusive_group()
-    budget.add_argument("--schedules", type=_positive_int, default=None, help="number of schedules (default 2000)")
-    budget.add_argument("--budget-s", type=_seconds, default=None, help="wall-time budget in seconds")
+    h.add_argument(
+        "--strategy",
+        default="pct",
+        choices=HUNT_STRATEGIES,
+        help="how schedules are chosen: pct (default: random priorities, --pct-depth change points), "
+        "random (a uniform walk), exhaustive (every schedule within --bound preemptions), "
+        "hypothesis (Hypothesis draws the decisions and shrinks them)",
+    )
+    h.add_argument("--seed", type=_seed, default=0, help="seed of the search: the same seed and options give the same reports (default 0)")
+    h.add_argument(
+        "--schedules",
+        type=_positive_int,
+        default=None,
+        help="stop after this many schedules (default 2000, no limit when only --budget-s is given); with --budget-s, whichever comes first",
+    )
+    h.add_argument("--budget-s", type=_seconds, default=None, help="stop after this many seconds; with --schedules, whichever comes first")
     h.add_argument("--out", default="reports", help="directory for reports (default ./reports)")
-    h.add_argument("--json", action="store_true", help="print one JSON object")
+    h.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the summary")
     h.add_argument("--all-kinds", action="store_true", help="keep hunting; report each distinct signature (kind and place) once")
     h.add_argument(
         "--checkers",
         help="comma-separated checkers/oracles (default: all); 'cross-schedule' keeps lockdep's graph for the whole search",
     )
-    h.add_argument("--pct-depth", type=_positive_int, default=3)
-    h.add_argument("--bound", type=int, default=2, help="preemption bound for --strategy exhaustive")
-    h.add_argument("--max-steps", type=_positive_int, default=20_000)
+    h.add_argument("--pct-depth", type=_positive_int, default=3, help="PCT's bug depth d: d-1 priority change points per schedule (default 3)")
+    h.add_argument("--bound", type=int, default=2, help="preemption bound for --strategy exhaustive (default 2)")
+    h.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=20_000,
+        help="steps one CPU may take in a schedule; past it, a CPU on a fair schedule is a livelock (default 20000)",
+    )
     h.add_argument("--no-shrink", action="store_true", help="write the schedule as found")
     h.add_argument("--log", default=None, help="append structured JSON-lines events to this file")
     h.add_argument("--cpus", type=_positive_int, default=None, help="CPUs for a driver workload")
     h.add_argument("--ops", type=_positive_int, default=None, help="operations per CPU for a driver workload")
 
-    r = sub.add_parser("replay", help="re-run a report's schedule")
-    r.add_argument("report")
-    r.add_argument("--json", action="store_true")
+    r = sub.add_parser("replay", help="re-run a report's schedule and print it as the report's .txt does")
+    r.add_argument("report", help="a report's .json file, as hunt or soak wrote it")
+    r.add_argument("--json", action="store_true", help="print one JSON object (reproduced, expected, kind, message, points)")
+    r.add_argument("--full", action="store_true", help="show every boot and teardown event (by default those that do not touch the violation are folded)")
     r.add_argument("--out", default=None, help="write the replayed report into this directory")
 
     d = sub.add_parser("drivers", help="list driver variants")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print a JSON list of {name, summary}")
 
     add_soak_parser(sub)
     add_analyze_parser(sub)
 
     b = sub.add_parser("bench", help="throughput figures")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     b.add_argument("--quick", action="store_true", help="smaller counts (for a smoke test)")
     return p
 
@@ -90,7 +117,11 @@ def main(argv=None):
             "drivers": cmd_drivers,
             "bench": cmd_bench,
         }
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a closed pipe is noticed here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except UsageError as e:
         print(f"iommu-stress: error: {e}", file=sys.stderr)
         return 2
@@ -112,7 +143,7 @@ def cmd_hunt(args):
     from .targets import target_from_args
 
     scenario, target = target_from_args(args)
-    checkers = parse_checkers(args.checkers) if args.checkers else None
+    checkers = parse_checkers(args.checkers) if args.checkers is not None else None
     schedules = args.schedules if args.schedules is not None else (None if args.budget_s else 2000)
     check_writable(args.out, "reports")
     log = None
@@ -186,6 +217,7 @@ def cmd_hunt(args):
             found=result.found,
             signatures=len(result.violations),
             schedules=result.schedules,
+            shrink_runs=_shrink_runs(result),
             points=result.points,
             elapsed_s=round(result.elapsed_s, 3),
             stopped=stop.name,
@@ -198,6 +230,7 @@ def cmd_hunt(args):
             "violation": {"kind": first.kind, "message": first.message} if first else None,
             "report": first.path if first else None,
             "schedules": result.schedules,
+            "shrink_runs": _shrink_runs(result),
             "points": result.points,
             "elapsed_s": round(result.elapsed_s, 3),
             "exhausted": result.exhausted,
@@ -219,6 +252,9 @@ def cmd_hunt(args):
 def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_going, max_steps, shrink, target, on_find, stop, **_):
     """``--strategy hypothesis`` on a driver: the Hypothesis stateful machine.
 
+    One example of the machine is one schedule (a plan grown step by step and
+    replayed at each): ``schedules`` bounds the examples it searches
+    (``max_examples``); those it spends shrinking a find are shrink runs.
     The CLI is the composition root: it is the one place in ``stress`` that
     reaches up into ``strategies`` (lazily, for this strategy only).
     """
@@ -231,7 +267,7 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
 
     name, config = target["driver"], target["workload"]
     t0 = time.monotonic()
-    stats = {}
+    stats = {}  # a machine example is one schedule: a plan grown and checked at every step
     found = hunt_with_machine(
         lambda cfg: driver_scenario(name, cfg),
         config,
@@ -244,7 +280,9 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
         stats=stats,
         stop=stop,
     )
-    result = Result(schedules=stats.get("runs", 0), points=stats.get("points", 0))
+    search, shrink_runs = _machine_counts(stats, schedules, found is not None)
+    result = Result(schedules=search, points=stats.get("points", 0))
+    result.shrink_runs = shrink_runs
     if found is not None:
         meta = {
             "target": {"driver": name, "workload": workload_of(config, found.programs)},
@@ -257,12 +295,42 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
             },
         }
         found.outcome.decisions = list(found.decisions)
-        report = build_report(meta, stats.get("examples", 0), found.outcome, len(found.decisions))
+        report = build_report(meta, search, found.outcome, len(found.decisions))
         v = found.outcome.violation
         result.violations.append(Violation(v["kind"], v["message"], report))
         on_find(result.violations[-1])
     result.elapsed_s = time.monotonic() - t0
     return result
+
+
+def _machine_counts(stats, budget, found):
+    """``(search schedules, shrink runs)`` of a machine hunt's ``stats``.
+
+    The machine says where its search ended (``search_examples``, at the
+    first failure); one that does not is credited at most the budget, since
+    Hypothesis generates no more than ``max_examples`` examples.
+    """
+    examples = stats.get("examples", 0)
+    search = stats.get("search_examples")
+    if search is None:
+        search = min(examples, budget) if found and budget else examples
+    return search, max(examples - search, 0)
+
+
+def _shrink_runs(result):
+    """Runs spent shrinking a find inside the search (the hypothesis strategy), not counted as schedules."""
+    return getattr(result, "shrink_runs", 0)
+
+
+def _plural(n, word):
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _covered(result):
+    """``N schedules (+ M shrink runs), P points in T s``."""
+    shrink = _shrink_runs(result)
+    extra = f" (+ {_plural(shrink, 'shrink run')})" if shrink else ""
+    return f"{_plural(result.schedules, 'schedule')}{extra}, {_plural(result.points, 'point')} in {result.elapsed_s:.1f} s"
 
 
 class _Progress:
@@ -286,26 +354,31 @@ class _Progress:
         self.last = now
         rate = result.schedules / max(now - self.t0, 1e-9)
         line = f"  {result.schedules} schedules, {result.points} points, {rate:.0f} schedules/s"
-        sys.stderr.write(f"\r{line} " if self.tty else f"{line}\n")
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(f"\r{line} " if self.tty else f"{line}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a display never stops a hunt (stderr's reader went away)
+            return
         self.shown = self.tty
 
     def close(self):
         if self.shown:
-            sys.stderr.write("\n")
+            try:
+                sys.stderr.write("\n")
+            except (OSError, ValueError):
+                pass
 
 
 def _print_hunt(result, target, stopped=None):
-    from rich.console import Console
     from rich.markup import escape
 
-    con = Console(highlight=False, soft_wrap=True)  # never break a report path (pipes, CI logs)
+    con = _console()  # never break a report path (pipes, CI logs)
     what = target.get("driver") or target.get("scenario")
     if stopped:
         con.print(f"stopped by {stopped} after {result.schedules} schedules; every find below is on disk")
     if not result.found:
         extra = " (space exhausted)" if result.exhausted else ""
-        con.print(f"no violation in {what}: {result.schedules} schedules, {result.points} points{extra}")
+        con.print(f"no violation in {escape(str(what))}: {_covered(result)}{extra}")
         return
     for v in result.violations:
         rep = v.report
@@ -314,8 +387,8 @@ def _print_hunt(result, target, stopped=None):
             f"  found at schedule {rep['schedule']} ({rep['strategy']}, seed {rep['seed']}); "
             f"shrunk {rep['found_decisions']} -> {len(rep['decisions'])} decisions, {rep['preemptions']} preemptions"
         )
-        con.print(f"  report: {v.path} (and .txt)")
-    con.print(f"{result.schedules} schedules, {result.points} points, {result.elapsed_s:.1f} s")
+        con.print(f"  report: {escape(str(v.path))} (and .txt)")
+    con.print(_covered(result))
 
 
 # -- replay -----------------------------------------------------------------------
@@ -357,33 +430,23 @@ def cmd_replay(args):
             )
         )
     else:
-        _print_replay(rep, out, reproduced)
+        _print_replay(args, again, out, expected, reproduced)
     return 1 if reproduced else 0
 
 
-def _print_replay(rep, out, reproduced):
-    from rich.console import Console
-    from rich.table import Table
+def _print_replay(args, again, out, expected, reproduced):
+    """The replayed report as its .txt shows it (``--full``: boot and teardown too), then the verdict."""
+    from .report import report_text, timeline_lines
 
-    con = Console(highlight=False)
-    actors = []
-    for _, actor, _, _ in out.timeline or []:
-        if actor != "-" and actor not in actors:
-            actors.append(actor)
-    table = Table(title="schedule", show_lines=False)
-    table.add_column("step", justify="right")
-    for a in actors:
-        table.add_column(a)
-    for step, actor, what, detail in out.timeline or []:
-        row = [""] * len(actors)
-        if actor in actors:
-            row[actors.index(actor)] = f"{what} {detail}".strip()
-        table.add_row(str(step), *row)
-    con.print(table)
-    if out.violation:
-        con.print(out.violation["splat"], markup=False)
+    if again is not None:
+        text = report_text(again, full=args.full, path=args.report)
+    else:
+        lines = ["no violation on replay; the schedule ran:", "", *timeline_lines(out.timeline or [])]
+        text = "".join(line.rstrip() + "\n" for line in lines)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
     verdict = "[bold red]reproduced[/]" if reproduced else "[green]not reproduced[/]"
-    con.print(f"{verdict}: expected {rep['violation']['kind']}, got {out.kind or 'no violation'}")
+    _console().print(f"{verdict}: expected {expected}, got {out.kind or 'no violation'}")
 
 
 # -- drivers ----------------------------------------------------------------------
@@ -398,7 +461,7 @@ def cmd_drivers(args):
     else:
         width = max(len(n) for n, _ in rows)
         for n, s in rows:
-            print(f"{n.ljust(width)}  {s}")
+            print(f"{n.ljust(width)}  {s}".rstrip())
     return 0
 
 
@@ -412,7 +475,6 @@ def cmd_bench(args):
     if args.json:
         print(json.dumps(figures, sort_keys=True))
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title="iommu-stress bench")
@@ -420,5 +482,5 @@ def cmd_bench(args):
         table.add_column("value", justify="right")
         for k, v in figures.items():
             table.add_row(k, f"{v:,.1f}" if isinstance(v, float) else str(v))
-        Console().print(table)
+        _print_rich(table)
     return 0

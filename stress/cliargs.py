@@ -1,10 +1,21 @@
-"""argparse types shared by the subcommands: one line naming what was expected."""
+"""What the subcommands share: argparse types (one line naming what was expected) and plain output.
+
+Output goes to a terminal, a pipe or a CI log alike: :func:`console` never
+hard-wraps (on a terminal it knows the width; elsewhere its lines are as
+long as they need to be, so a path or a timeline row is never split) and
+:func:`print_rich` drops the trailing spaces rich pads lines with.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-__all__ = ["number", "positive_int", "seed", "seconds"]
+__all__ = ["number", "positive_int", "seed", "seconds", "is_tty", "console", "print_rich", "quiet_broken_pipe"]
+
+#: a pipe or a CI log: wide enough for any line, so nothing is folded
+PIPE_WIDTH = 100_000
 
 
 def number(cast, ok, what):
@@ -26,3 +37,56 @@ def number(cast, ok, what):
 positive_int = number(int, lambda v: v >= 1, "a positive integer")
 seed = number(int, lambda v: v >= 0, "an integer seed >= 0")
 seconds = number(float, lambda v: 0 < v < float("inf"), "a positive number of seconds")
+
+
+def is_tty(stream):
+    """Whether ``stream`` is a terminal (a closed or odd stream is not)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def console(file=None):
+    """A rich Console on ``file`` (stdout) that never breaks a line it prints.
+
+    A closed pipe raises :class:`BrokenPipeError` to the caller (rich itself
+    would exit 1, the status of a find).
+    """
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self):
+            self.quiet = True
+            raise BrokenPipeError()
+
+    f = file or sys.stdout
+    tty = is_tty(f)
+    return _Console(file=f, highlight=False, soft_wrap=True, emoji=False, width=None if tty else PIPE_WIDTH)
+
+
+def print_rich(renderable, file=None, con=None):
+    """Print a rich renderable (a table) with no trailing spaces on any line."""
+    con = con or console(file)
+    with con.capture() as cap:
+        con.print(renderable)
+    text = "".join(line.rstrip() + "\n" for line in cap.get().splitlines())
+    con.file.write(text)
+    con.file.flush()
+
+
+def quiet_broken_pipe():
+    """The reader went away (``| head``): point stdout and stderr at /dev/null; the exit status.
+
+    As the Python documentation recommends (signal, "Note on SIGPIPE"), so
+    the interpreter's last flush raises nothing; 141 (128 + SIGPIPE) is what
+    the shell reports for a C tool in the same place.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (AttributeError, ValueError, OSError):
+            pass
+    os.close(devnull)
+    return 141

@@ -111,7 +111,10 @@ def explore(
     reported (the hypothesis strategy: when its search ends); ``stop()``
     (polled between schedules) ends the search early.
     ``budget_s`` bounds the wall time of the search (not of a run: runs stay
-    deterministic); ``schedules`` bounds their number.  ``database`` (a
+    deterministic); ``schedules`` bounds their number; given both, the
+    search stops at whichever comes first (every strategy).  Shrinking runs
+    are not schedules: the hypothesis strategy counts them in
+    ``result.shrink_runs``.  ``database`` (a
     Hypothesis example database, hypothesis strategy only) replays earlier
     failures of the same target first.
     """

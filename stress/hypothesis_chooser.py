@@ -117,7 +117,7 @@ PROGRAMS = st.integers(0, 65535)
 
 
 class _Stopped(KeyboardInterrupt):
-    """``stop()`` asked to end the search: the one exception Hypothesis lets through at once."""
+    """``stop()``, the deadline or the schedule budget ends the search: the one exception Hypothesis lets through at once."""
 
 
 def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts, database=None, database_key=None, stop=None):
@@ -127,6 +127,12 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
     program runs (shrinking toward program 0): the program number and the
     seed the family draws it under, so an example names its concrete
     scenario by itself.
+
+    ``result.schedules`` counts the search's schedules and never exceeds
+    ``schedules`` (over every round of ``keep_going``);
+    ``result.shrink_runs`` counts the runs Hypothesis spent shrinking finds
+    (and replaying the smallest).  ``deadline`` and ``stop()`` end the
+    search at once; one that ends a shrink keeps the smallest failure so far.
 
     ``database`` (a Hypothesis example database) and ``database_key`` make a
     failure found once replay first next time, under any seed (the pytest
@@ -140,10 +146,21 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
     pin_local_constants()
     family = getattr(scenario, "for_schedule", None)
     result = Result()
+    result.shrink_runs = 0
     found, kinds = [], set()
     last = {}
+    shrinking = []  # the kind this round shrinks (Hypothesis searches no more once one failed)
     if database is not None:
         database_key = (database_key or b"") + b"\x00" + _scenario_identity(scenario)
+
+    def stopped():
+        return stop is not None and stop()
+
+    def out_of_time():
+        return deadline is not None and time.monotonic() >= deadline
+
+    def out_of_schedules():
+        return schedules is not None and result.schedules >= schedules
 
     @settings(
         max_examples=schedules or 1_000_000,
@@ -163,31 +180,38 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
         decision_lists(),
     )
     def search(program, family_seed, decisions):
-        if deadline is not None and time.monotonic() >= deadline:
-            return
-        if stop is not None and stop():
+        if stopped() or out_of_time() or (not shrinking and out_of_schedules()):
             raise _Stopped()
         concrete, target = concretize(scenario, family_seed, program)
         out = run_schedule(concrete, Replay(decisions), **opts)
-        result.schedules += 1
+        if shrinking:
+            result.shrink_runs += 1
+        else:
+            result.schedules += 1
         result.points += out.points
         if out.violation is not None and out.kind not in kinds:
             last[out.kind] = (program, out, concrete, target)  # the last failing call is the shrunk one
+            if not shrinking:
+                shrinking.append(out.kind)
             raise _exc_for(out.kind)(out.kind)
 
     while True:
+        shrinking.clear()
         if database is not None:
             # round n (n kinds found so far) keeps its find under its own key
             search._hypothesis_internal_database_key = database_key + (b"" if not kinds else b"\x00%d" % len(kinds))
         try:
             search()
         except _Stopped:
-            result.stopped = True
+            result.stopped = stopped()
+            if shrinking:  # cut short while shrinking: the smallest failure so far
+                kinds.add(shrinking[0])
+                found.append(last[shrinking[0]])
         except _Found as e:
             kind = e.args[0]
             kinds.add(kind)
             found.append(last[kind])
-            if keep_going and (deadline is None or time.monotonic() < deadline) and not (stop is not None and stop()):
+            if keep_going and not (out_of_time() or out_of_schedules() or stopped()):
                 continue
         break
     return result, found

@@ -34,7 +34,6 @@ from . import __version__
 from .shrink import preemptions
 from .errors import UsageError
 from .soak.signature import signature
-from .workload import driver_label
 
 __all__ = [
     "FORMAT",
@@ -96,6 +95,8 @@ def report_name(report):
     """
     t = report["target"]
     if t.get("driver"):
+        from .workload import driver_label  # here: the engine imports no driver code
+
         try:
             what = driver_label(t["driver"])
         except UsageError:

@@ -78,7 +78,13 @@ def main(argv=None):
     add_parser(sub)
     args = p.parse_args(["analyze", *(sys.argv[1:] if argv is None else argv)])
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe is noticed here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        from ..cliargs import quiet_broken_pipe
+
+        return quiet_broken_pipe()
     except UsageError as e:
         print(f"iommu-stress: error: {e}", file=sys.stderr)
         return 2

@@ -7,14 +7,14 @@ column per run, side by side.
 
 from __future__ import annotations
 
-import sys
-
 import os
 import re
 
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ..cliargs import console as plain_console
+from ..cliargs import print_rich
 from .load import bucket_seconds
 
 __all__ = ["collect", "render", "pivot", "sections"]
@@ -170,12 +170,11 @@ def sections(data):
 
 
 def render(data, console=None):
-    """Print every section as a rich table."""
-    # a pipe or a CI log gets wide lines rather than cells folded at 80 columns
-    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    """Print every section as a rich table (a pipe or a CI log: no cell folded, no trailing space)."""
+    console = console or plain_console()
     for r in data["runs"]:
         if r["bad_lines"]:
-            console.print(f"[yellow]{r['run']}: {r['bad_lines']} line(s) skipped (not events: torn or corrupt)[/]")
+            console.print(f"[yellow]{escape(str(r['run']))}: {r['bad_lines']} line(s) skipped (not events: torn or corrupt)[/]")
     for title, cols, rows, note in sections(data):
         t = Table(title=title, title_justify="left", caption=note, caption_justify="left", show_lines=False)
         for c in cols:
@@ -184,4 +183,4 @@ def render(data, console=None):
             t.add_row(*(_fmt(row.get(c)) for c in cols))
         if not rows:
             t.add_row(*(["(none)"] + [""] * (len(cols) - 1)))
-        console.print(t)
+        print_rich(t, con=console)

@@ -64,17 +64,28 @@ def add_parser(sub):
     what = s.add_mutually_exclusive_group()
     what.add_argument("--driver", help="driver variant (default: vsi-v3); see `iommu-stress drivers`")
     what.add_argument("--scenario", help="a scenario function: pkg.module:function or path/to/file.py:function")
-    s.add_argument("--strategy", choices=["pct", "random", "hypothesis"], default=None, help="default pct")
-    s.add_argument("--seed", type=_seed, default=None, help="default 0")
+    s.add_argument(
+        "--strategy",
+        choices=["pct", "random", "hypothesis"],
+        default=None,
+        help="how schedules are chosen: pct (default: random priorities, --pct-depth change points), "
+        "random (a uniform walk), hypothesis (Hypothesis draws the decisions and shrinks them)",
+    )
+    s.add_argument("--seed", type=_seed, default=None, help="seed of the soak: the same seed and options give the same batches (default 0)")
     s.add_argument("--checkers", default=None, help="comma-separated checkers/oracles (default: all)")
-    s.add_argument("--pct-depth", type=_positive_int, default=None, help="default 3")
-    s.add_argument("--max-steps", type=_positive_int, default=None, help="default 20000")
+    s.add_argument("--pct-depth", type=_positive_int, default=None, help="PCT's bug depth d: d-1 priority change points per schedule (default 3)")
+    s.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=None,
+        help="steps one CPU may take in a schedule; past it, a CPU on a fair schedule is a livelock (default 20000)",
+    )
     s.add_argument("--cpus", type=_positive_int, default=None, help="CPUs for a driver workload")
     s.add_argument("--ops", type=_positive_int, default=None, help="operations per CPU for a driver workload")
     s.add_argument("--batch", type=_positive_int, default=None, help="schedules per batch (default 300: about a second)")
     s.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: every core)")
-    s.add_argument("--duration", type=_duration, default=None, help="stop after this long in all (90s, 10m, 8h, 1h30m)")
-    s.add_argument("--schedules", type=_positive_int, default=None, help="stop after this many schedules in all")
+    s.add_argument("--duration", type=_duration, default=None, help="stop after this long in all (90s, 10m, 8h, 1h30m); with --schedules, whichever comes first")
+    s.add_argument("--schedules", type=_positive_int, default=None, help="stop after this many schedules in all; with --duration, whichever comes first")
     where = s.add_mutually_exclusive_group()
     where.add_argument("--dir", default=None, help="the soak directory (default ./soak-TARGET-SEED)")
     where.add_argument("--resume", metavar="SOAKDIR", default=None, help="continue the soak in SOAKDIR with its stored options")
@@ -95,16 +106,12 @@ def default_dir(target, seed):
 
 def _options(args):
     """A new soak's stored options from the command line (validated here, before any worker starts)."""
-    from ..checkers import CHECKERS, default_checkers, parse_checkers
+    from ..checkers import default_checkers, parse_checkers
     from ..run import DEFAULT_MAX_STEPS
     from ..targets import target_from_args
 
     _, target = target_from_args(args)  # a bad spec or driver is one line now, not a worker's traceback
-    checkers = list(default_checkers())
-    if args.checkers:
-        checkers = parse_checkers(args.checkers)
-        if not checkers:
-            raise UsageError(f"unknown checker '' (known: {', '.join(sorted(CHECKERS))})")
+    checkers = list(default_checkers()) if args.checkers is None else parse_checkers(args.checkers)
     return {
         "target": target,
         "strategy": args.strategy or "pct",
@@ -230,7 +237,7 @@ def print_summary(summary):
     out = [
         f"soak {summary.soakdir}: {why}",
         f"  {summary.schedules:,} schedules, {summary.points:,} points in {duration_text(summary.elapsed_s)} "
-        f"(this session {summary.session_schedules:,} at {summary.rate:,.0f}/s on {summary.workers} workers"
+        f"(this session {summary.session_schedules:,} at {summary.rate:,.0f}/s on {summary.workers} worker{'' if summary.workers == 1 else 's'}"
         + (f", {summary.lost} batches re-run after a worker died" if summary.lost else "")
         + ")",
     ]
@@ -260,7 +267,13 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_parser(sub)
     try:
-        return cmd_soak(p.parse_args(["soak", *(sys.argv[1:] if argv is None else argv)]))
+        code = cmd_soak(p.parse_args(["soak", *(sys.argv[1:] if argv is None else argv)]))
+        sys.stdout.flush()  # a closed pipe is noticed here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        from ..cliargs import quiet_broken_pipe
+
+        return quiet_broken_pipe()
     except UsageError as e:
         print(f"iommu-stress: error: {e}", file=sys.stderr)
         return 2
