@@ -217,7 +217,7 @@ def cmd_hunt(args):
             found=result.found,
             signatures=len(result.violations),
             schedules=result.schedules,
-            shrink_runs=_shrink_runs(result),
+            shrink_runs=result.shrink_runs,
             points=result.points,
             elapsed_s=round(result.elapsed_s, 3),
             stopped=stop.name,
@@ -230,7 +230,7 @@ def cmd_hunt(args):
             "violation": {"kind": first.kind, "message": first.message} if first else None,
             "report": first.path if first else None,
             "schedules": result.schedules,
-            "shrink_runs": _shrink_runs(result),
+            "shrink_runs": result.shrink_runs,
             "points": result.points,
             "elapsed_s": round(result.elapsed_s, 3),
             "exhausted": result.exhausted,
@@ -281,8 +281,7 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
         stop=stop,
     )
     search, shrink_runs = _machine_counts(stats, schedules, found is not None)
-    result = Result(schedules=search, points=stats.get("points", 0))
-    result.shrink_runs = shrink_runs
+    result = Result(schedules=search, shrink_runs=shrink_runs, points=stats.get("points", 0))
     if found is not None:
         meta = {
             "target": {"driver": name, "workload": workload_of(config, found.programs)},
@@ -317,18 +316,13 @@ def _machine_counts(stats, budget, found):
     return search, max(examples - search, 0)
 
 
-def _shrink_runs(result):
-    """Runs spent shrinking a find inside the search (the hypothesis strategy), not counted as schedules."""
-    return getattr(result, "shrink_runs", 0)
-
-
 def _plural(n, word):
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _covered(result):
     """``N schedules (+ M shrink runs), P points in T s``."""
-    shrink = _shrink_runs(result)
+    shrink = result.shrink_runs
     extra = f" (+ {_plural(shrink, 'shrink run')})" if shrink else ""
     return f"{_plural(result.schedules, 'schedule')}{extra}, {_plural(result.points, 'point')} in {result.elapsed_s:.1f} s"
 

@@ -146,7 +146,6 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
     pin_local_constants()
     family = getattr(scenario, "for_schedule", None)
     result = Result()
-    result.shrink_runs = 0
     found, kinds = [], set()
     last = {}
     shrinking = []  # the kind this round shrinks (Hypothesis searches no more once one failed)

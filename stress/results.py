@@ -25,6 +25,7 @@ class Violation:
 class Result:
     violations: list = field(default_factory=list)
     schedules: int = 0
+    shrink_runs: int = 0  # runs spent shrinking finds inside the search (hypothesis), not schedules
     points: int = 0
     exhausted: bool = False
     stopped: bool = False  # ``stop()`` ended the search early (Ctrl-C)
