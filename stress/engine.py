@@ -103,8 +103,8 @@ def explore(
 
     ``scenario(kernel)`` is called afresh for every schedule and returns one
     async callable per CPU.  ``strategy`` is ``"pct"``, ``"random"``,
-    ``"exhaustive"`` (bounded preemptions, ``bound`` at most) or
-    ``"hypothesis"``.  The search stops at the first violation unless
+    ``"exhaustive"`` (bounded preemptions, ``bound`` at most; of a family,
+    the schedules of its first program) or ``"hypothesis"``.  The search stops at the first violation unless
     ``keep_going``, in which case each distinct signature is reported once
     (each distinct kind, for the hypothesis strategy).  ``on_find`` is
     called with each :class:`Violation` as soon as it is shrunk and
@@ -221,7 +221,10 @@ class _Search:
                 chooser = exhaustive
             else:
                 chooser = make_chooser(self.strategy, self.seed, index, pct_depth=self.pct_depth, k=k)
-            concrete, concrete_target = concretize(self.scenario, self.seed, index)
+            if exhaustive is None or index == 0:
+                # A family draws a program per schedule; the exhaustive search
+                # walks the schedules of one program: the seed's first.
+                concrete, concrete_target = concretize(self.scenario, self.seed, index)
             out = await self._one(index, concrete, concrete_target, chooser)
             if exhaustive is not None:
                 exhaustive.finish_run()

@@ -205,3 +205,13 @@ def test_cross_schedule_report_replays_from_the_cli(tmp_path):
     assert main(["replay", path, "--out", str(tmp_path / "again")]) == 1
     (again,) = [p for p in (tmp_path / "again").iterdir() if p.suffix == ".json"]
     assert again.read_bytes() == open(path, "rb").read()
+
+
+def test_exhaustive_walks_one_program_of_a_driver_workload():
+    """A family draws a program per schedule; the exhaustive search's tree is
+    of one program (a new program under an old prefix was a bogus crash)."""
+    from stress.workload import driver_scenario, workload_config
+
+    result = stress.explore(driver_scenario("vsi-fixed", workload_config()), strategy="exhaustive", schedules=200, seed=0)
+    assert not result.found, [v.message for v in result.violations]
+    assert result.schedules == 200
