@@ -7,11 +7,16 @@
   primitive that was never awaited, no CPUs at all).  It is a subclass of
   :class:`UsageError`: the user must fix their code, and nothing is reported
   as a bug of the driver.
+
+And one that is a bug of this tool, never of the driver:
+
+* :class:`EngineError` - the engine broke its own contract (a chooser gave a
+  decision out of range): the run stops and raises it, with a traceback.
 """
 
 from __future__ import annotations
 
-__all__ = ["UsageError", "ScenarioError"]
+__all__ = ["UsageError", "ScenarioError", "EngineError"]
 
 
 class UsageError(Exception):
@@ -20,3 +25,7 @@ class UsageError(Exception):
 
 class ScenarioError(UsageError):
     """The scenario (or a plugin driver) is broken: a usage error, never a finding."""
+
+
+class EngineError(RuntimeError):
+    """iommu-stress itself is wrong: never reported as a finding of the driver."""

@@ -55,7 +55,7 @@ from model.kernel.core import NULL_SCHED, Cpu, ModelBug, model_stack, set_curren
 from model.kernel.stacks import coro_stack, traceback_stack
 from model.kernel.core import _current as _current_var
 
-from .errors import ScenarioError
+from .errors import EngineError, ScenarioError
 
 
 def _reset_current(token):
@@ -176,6 +176,9 @@ class Scheduler:
                 self._first()
             except Stop:
                 pass
+            except EngineError as exc:
+                self._scenario_error(exc)
+                self._wake_all(_STOP)
         if self.error is not None:
             raise self.error
         if self.violation is None and await self._alone(k.teardown, "teardown"):
@@ -202,7 +205,7 @@ class Scheduler:
                 f(cpu, name)
         except Stop:
             return False
-        except ScenarioError:
+        except (ScenarioError, EngineError):
             raise
         except Exception as exc:
             err = _await_error(exc)
@@ -244,7 +247,7 @@ class Scheduler:
             await self._decide(cpu)  # idle: take interrupts until the end
         except Stop:
             pass
-        except ScenarioError as exc:  # the scenario is broken: not a finding
+        except (ScenarioError, EngineError) as exc:  # the scenario or the tool is broken: not a finding
             self._scenario_error(exc)
         except Exception as exc:  # the model or driver crashed: a violation
             err = _await_error(exc)
@@ -409,6 +412,8 @@ class Scheduler:
 
     def _choose(self, cur, opts):
         i = self.chooser.choose(self, cur, opts)
+        if not 0 <= i < len(opts):
+            raise EngineError(f"chooser {self.chooser.name!r} chose option {i} of {len(opts)} at point {self.points}")
         self.decisions.append(i)
         irq = opts[i][1]
         if irq is not None:

@@ -215,3 +215,18 @@ def test_exhaustive_walks_one_program_of_a_driver_workload():
     result = stress.explore(driver_scenario("vsi-fixed", workload_config()), strategy="exhaustive", schedules=200, seed=0)
     assert not result.found, [v.message for v in result.violations]
     assert result.schedules == 200
+
+
+def test_a_decision_out_of_range_is_an_engine_error_not_a_finding():
+    from stress.errors import EngineError
+    from stress.examples import abba
+    from stress.run import run_schedule
+
+    class Broken:
+        name = "broken"
+
+        def choose(self, sched, cur, opts):
+            return len(opts)  # one past the last option
+
+    with pytest.raises(EngineError, match="chose option"):
+        run_schedule(abba, Broken())
