@@ -18,6 +18,8 @@ from __future__ import annotations
 from model.kernel.core import model_stack
 from model.kernel.locks import lock_owner
 
+from .splat import KASAN_RULE, cpu_line, culprit, func, trace, value
+
 __all__ = ["RaceDetector", "held_by"]
 
 
@@ -37,7 +39,7 @@ class _CellState:
     __slots__ = ("write", "reads")
 
     def __init__(self):
-        self.write = None  # (tid, epoch, label, stack)
+        self.write = None  # (tid, epoch, label, stack, value before the write)
         self.reads = {}  # tid -> (epoch, label, stack)
 
 
@@ -138,29 +140,45 @@ class RaceDetector:
             for t, r in st.reads.items():
                 if t != tid and r[0] > vc.get(t, 0):
                     self._race(cpu, cell, ("read",) + r[1:], ("write", label, model_stack(2)), prev_is_read=True)
-            st.write = (tid, vc[tid], label, model_stack(2))
+            st.write = (tid, vc[tid], label, model_stack(2), self.kernel.cells.get(cell, cell.init))
             st.reads = {}
         else:
             st.reads[tid] = (vc[tid], label, model_stack(2))
 
     def _race(self, cpu, cell, prev, now, prev_is_read=False):
+        """KCSAN's report (kernel/kcsan/report.c ``print_report``).
+
+        The title names the function of each access, sorted as KCSAN sorts
+        them (and as the find's signature names them); the earlier access is
+        printed first, as KCSAN prints the watchpoint's owner first; a read
+        that saw a racing write's value ends with ``value changed``.
+        """
+        old = None
         if prev_is_read:
             p_kind, p_label, p_stack = prev
         else:
-            p_kind, p_label, p_stack = "write", prev[2], prev[3]
+            p_kind, p_label, p_stack, old = "write", prev[2], prev[3], prev[4]
         n_kind, n_label, n_stack = now
+        titles = sorted(func(culprit(s)) for s in (p_stack, n_stack))
         lines = [
-            "==================================================================",
-            f"BUG: data-race in {cell.name}",
+            KASAN_RULE,
+            f"BUG: KCSAN: data-race in {titles[0]} / {titles[1]}",
             "",
-            f"{n_kind} to {cell.name} by {n_label}:",
-            *(f"  {fn}" for fn in n_stack),
+            f"{p_kind} to {cell.name} by {self._who(p_label)}:",
+            *trace(p_stack),
             "",
-            f"previous {p_kind} to {cell.name} by {p_label}:",
-            *(f"  {fn}" for fn in p_stack),
-            "",
-            "no lock orders the two accesses",
+            f"{n_kind} to {cell.name} by {self._who(n_label)}:",
+            *trace(n_stack),
         ]
+        if not prev_is_read and n_kind == "read":
+            new = self.kernel.cells.get(cell, cell.init)
+            try:
+                changed = old is not new and old != new
+            except Exception:  # noqa: BLE001 - a value without a usable ==
+                changed = False
+            if changed:
+                lines += ["", f"value changed: {value(old)} -> {value(new)}"]
+        lines += ["", "Reported by Kernel Concurrency Sanitizer on:", cpu_line(cpu), KASAN_RULE]
         self.kernel.report(
             "data-race",
             f"{n_kind} by {n_label} races with {p_kind} by {p_label} on {cell.name}",
@@ -168,3 +186,10 @@ class RaceDetector:
             stacks={f"{n_kind} {n_label}": n_stack, f"{p_kind} {p_label}": p_stack},
             cpu=cpu,
         )
+
+    @staticmethod
+    def _who(label):
+        """``by CPU0``, ``by pm_wq``; an access in hard-IRQ context is KCSAN's ``by interrupt``."""
+        if label.endswith(" hardirq"):
+            return f"interrupt on {label[: -len(' hardirq')]}"
+        return label

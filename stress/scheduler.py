@@ -56,6 +56,7 @@ from model.kernel.stacks import coro_stack, traceback_stack
 from model.kernel.core import _current as _current_var
 
 from .errors import EngineError, ScenarioError
+from .splat import complete_splat, default_splat, held_lock_lines, hung_splat, oops_splat, soft_lockup_splat
 
 
 def _reset_current(token):
@@ -272,7 +273,7 @@ class Scheduler:
         kind = "assertion"
         msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ModelBug) else str(exc)
         try:
-            self.report(kind, f"{cpu!r}: {msg}", stacks={repr(cpu): stack}, cpu=cpu)
+            self.report(kind, f"{cpu!r}: {msg}", splat=oops_splat(cpu, exc, msg, stack), stacks={repr(cpu): stack}, cpu=cpu)
         except Stop:
             pass
 
@@ -292,10 +293,13 @@ class Scheduler:
                 return
         if ctl.steps > self.max_steps:
             hint = "" if ctl.last_yield else " (it never yielded: a busy-wait loop needs cpu_relax())"
+            stack = model_stack(2)
+            message = f"{cpu!r} did not finish within {self.max_steps} steps{hint}"
             self.report(
                 "livelock",
-                f"{cpu!r} did not finish within {self.max_steps} steps{hint}",
-                stacks={repr(cpu): model_stack(2)},
+                message,
+                splat=self._soft_lockup(cpu, message, stack),
+                stacks={repr(cpu): stack},
                 cpu=cpu,
             )
         await self._decide(cpu)
@@ -442,6 +446,7 @@ class Scheduler:
         self.report(
             "deadlock",
             "every CPU with work left is blocked: " + "; ".join(lines),
+            splat=hung_splat(stuck, {c: stacks[repr(c)] for c in stuck}),
             stacks=stacks,
             cpu=cpu,
         )
@@ -488,13 +493,22 @@ class Scheduler:
     # -- violations -------------------------------------------------------------
 
     def report(self, kind, message, *, splat=None, stacks=None, cpu=None, **detail):
-        """Record the first violation of this run and stop the run."""
+        """Record the first violation of this run and stop the run.
+
+        The splat is the checker's own text (a kernel-style one is built here
+        for a producer that gives none: :func:`default_splat`), any stack of
+        ``stacks`` it lacks, then every CPU's held locks
+        (``debug_show_all_locks``).  Text is built only here, once per run.
+        """
         if self.violation is None:
+            stacks = {k: list(v) for k, v in (stacks or {}).items()}
+            shown = cpu if cpu is not None else _current_var.get(None)
+            body = splat or default_splat(kind, message, stacks, shown)
             self.violation = {
                 "kind": kind,
                 "message": message,
-                "splat": splat or message,
-                "stacks": {k: list(v) for k, v in (stacks or {}).items()},
+                "splat": complete_splat(body, stacks) + "\n" + "\n".join(self._all_locks(shown)),
+                "stacks": stacks,
                 "cpu": repr(cpu) if cpu is not None else None,
                 "point": self.points,
                 **detail,
@@ -503,3 +517,35 @@ class Scheduler:
                 self.trace.event(cpu, "violation", f"{kind}: {message}")
         self.stopping = True
         raise Stop
+
+    def _soft_lockup(self, cpu, message, stack):
+        """``watchdog: BUG: soft lockup``, with the other CPUs' stacks (``NMI backtrace``)."""
+        others = [
+            (c, task_stack(c.ctl.task))
+            for c in self.kernel.cpus
+            if c is not cpu and c.ctl is not None and c.ctl.task is not None and not c.ctl.finished
+        ]
+        return soft_lockup_splat(cpu, self.max_steps, message, stack, others)
+
+    def _all_locks(self, cpu):
+        """``debug_show_all_locks()``: the locks each CPU holds now, in CPU order.
+
+        From lockdep's held lists when it is attached (they name where each
+        lock was taken), else from the CPUs' own lists of held locks.
+        """
+        k = self.kernel
+        show = None
+        for obs in k.observers:
+            show = getattr(obs, "show_held_locks", None)
+            if show is not None:
+                break
+        cpus = list(k.cpus)
+        if cpu is not None and cpu not in cpus:
+            cpus.insert(0, cpu)  # boot or teardown
+        lines = ["", "Showing all locks held in the system:"]
+        n = len(lines)
+        for c in cpus:
+            lines += show(c) if show is not None else held_lock_lines(c)
+        if len(lines) == n:
+            lines.append("no locks held by any CPU.")
+        return lines + ["", "=" * 45]

@@ -112,7 +112,7 @@ def test_ABBA_across_runs_is_a_lock_inversion_with_prior():
     assert v["kind"] == "lock-inversion", v
     assert v["prior"] == [1]
     assert "lock_A -> lock_B -> lock_A" in v["message"] or "lock_B -> lock_A -> lock_B" in v["message"]
-    assert "the dependency (lock_A) -> (lock_B) was recorded in an earlier schedule (schedule 1)" in v["splat"]
+    assert "the dependency (&lock_A) -> (&lock_B) was recorded in an earlier schedule (schedule 1)" in v["splat"]
     # both orders' stacks: the new edge of run 2, the recorded one of run 1
     assert "lock_B -> lock_A (new)" in v["stacks"] and "lock_A -> lock_B" in v["stacks"]
     assert all(v["stacks"].values())
@@ -186,7 +186,7 @@ def test_inconsistent_usage_across_runs():
     assert v["kind"] == "irq-lock-inversion"
     assert v["message"].startswith(f"inconsistent {{{IN_HARDIRQ}}} -> {{{HARDIRQ_ON}}} usage of (lock_A)")
     assert v["prior"] == [1]
-    assert f"the {{{IN_HARDIRQ}}} state of (lock_A) was recorded in an earlier schedule (schedule 1)" in v["splat"]
+    assert f"the {{{IN_HARDIRQ}}} state of (&lock_A) was recorded in an earlier schedule (schedule 1)" in v["splat"]
 
 
 def test_irq_inversion_through_an_edge_across_runs():
@@ -201,7 +201,7 @@ def test_irq_inversion_through_an_edge_across_runs():
     assert v["kind"] == "irq-lock-inversion"
     assert "HARDIRQ-safe (lock_A) -> HARDIRQ-unsafe (lock_B)" in v["message"]
     assert v["prior"] == [1]
-    assert "the dependency (lock_A) -> (lock_B) was recorded in an earlier schedule (schedule 1)" in v["splat"]
+    assert "the dependency (&lock_A) -> (&lock_B) was recorded in an earlier schedule (schedule 1)" in v["splat"]
 
 
 def test_safe_to_unsafe_order_across_runs():

@@ -38,7 +38,7 @@ def test_plugin_fails_with_the_report_and_saves_the_example(pytester):
     result.assert_outcomes(passed=2, failed=1)
     out = result.stdout.str()
     assert "data-race: read by CPU1 races with write by CPU0 on stats->count" in out
-    assert "BUG: data-race in stats->count" in out  # the splat is in the message
+    assert "BUG: KCSAN: data-race in inc / inc" in out  # the splat is in the message
     assert "Schedule (replay with" in out
     reports = os.listdir(pytester.path / "rep")
     assert any(n.endswith(".json") for n in reports) and any(n.endswith(".txt") for n in reports)

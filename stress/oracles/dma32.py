@@ -7,6 +7,8 @@ keeps writing; the walker can never reach the real page.
 
 from model.kernel.core import model_stack
 
+from ..splat import culprit, warn_lines
+
 
 class Dma32Oracle:
     name = "dma32"
@@ -22,14 +24,17 @@ class Dma32Oracle:
             return
         stack = model_stack(2)
         dev = info.get("dev")
+        name = getattr(dev, "name", dev)
         msg = (
-            f"{getattr(dev, 'name', dev)}: table page {info['page']!r} at {info['addr']:#x} "
+            f"{name}: table page {info['page']!r} at {info['addr']:#x} "
             f"is above the device's DMA mask {info['mask']:#x}"
         )
+        # dma_direct_map_page()'s dev_WARN_ONCE, then what the page is
+        overflow = f"{name}: DMA addr {info['addr']:#018x}+{info['size']} overflow (mask {info['mask']:x}, bus limit 0)."
         self.kernel.report(
             "dma32-violation",
             msg,
-            splat="\n".join(["WARNING: DMA address beyond the device's DMA mask", msg, "Call trace:", *(f"  {f}" for f in stack)]),
+            splat="\n".join(warn_lines(cpu, stack, [overflow, msg], culprit(stack))),
             stacks={repr(cpu): stack},
             cpu=cpu,
         )

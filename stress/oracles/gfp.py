@@ -10,6 +10,8 @@ from model.kernel.core import model_stack
 from model.kernel.gfp import ___GFP_ACCOUNT as GFP_ACCOUNT_BIT  # no __ names in classes: mangling
 from model.kernel.gfp import gfp_name
 
+from ..splat import culprit, warn_lines
+
 
 class GfpAccountingOracle:
     name = "gfp"
@@ -40,7 +42,7 @@ class GfpAccountingOracle:
             self.kernel.report(
                 "gfp-accounting-dropped",
                 msg,
-                splat="\n".join(["WARNING: allocation on behalf of the caller lost __GFP_ACCOUNT", msg, "Call trace:", *(f"  {f}" for f in frames)]),
+                splat="\n".join(warn_lines(cpu, frames, [msg], culprit(frames))),
                 stacks={repr(cpu): frames},
                 cpu=cpu,
             )

@@ -18,12 +18,18 @@ class LeakOracle:
         live = kernel.mm.live()
         if not live:
             return
-        lines = ["unreferenced objects after teardown:"] + [f"  {obj!r} (allocated by CPU{obj.owner})" for obj in live[:20]]
+        # kmemleak's console line, then its report of each object (as
+        # /sys/kernel/debug/kmemleak lists them; no address, no jiffies)
+        lines = [f"kmemleak: {len(live)} new suspected memory leak{'s' if len(live) > 1 else ''} (see /sys/kernel/debug/kmemleak)"]
+        for obj in live[:20]:
+            owner = getattr(obj, "owner", None)
+            comm = f"CPU{owner}" if isinstance(owner, int) and owner >= 0 else "swapper/0"
+            lines += [f"unreferenced object {obj!r}:", f'  comm "{comm}", pid 0']
         if len(live) > 20:
-            lines.append(f"  ... and {len(live) - 20} more")
+            lines.append(f"... and {len(live) - 20} more")
         kernel.report(
             "leak",
             f"{len(live)} allocation(s) left after teardown, first {live[0]!r}",
-            splat="\n".join(["kmemleak: " + lines[0], *lines[1:]]),
+            splat="\n".join(lines),
             stacks={},
         )

@@ -6,6 +6,8 @@ from model.hw.walker import reachable_pages
 from model.kernel.core import model_stack
 from model.kernel.mm import Page
 
+from ..splat import kasan_lines
+
 
 class PageTableOracle:
     name = "pagetable"
@@ -15,7 +17,7 @@ class PageTableOracle:
 
     def walk(self, hw, page):
         if page is not None and page.freed:
-            self._report(None, f"{hw.name} walked table page {page!r} after it was freed", ())
+            self._report(None, f"{hw.name} walked table page {page!r} after it was freed", (), f"{hw.name} table walker")
 
     def free(self, cpu, obj):
         if not isinstance(obj, Page):
@@ -26,11 +28,12 @@ class PageTableOracle:
                 stack = model_stack(2)
                 self._report(cpu, f"{obj!r} freed while {hw.name} still translates through it", stack)
 
-    def _report(self, cpu, msg, stack):
+    def _report(self, cpu, msg, stack, where=None):
+        """``where``: what the title names when there is no stack (the walker)."""
         self.kernel.report(
             "pagetable-use-after-free",
             msg,
-            splat="\n".join(["BUG: KASAN: use-after-free in the IOMMU table walker", msg, "Call trace:", *(f"  {f}" for f in stack)]),
+            splat="\n".join(kasan_lines(cpu, "use-after-free", stack, [msg], where)),
             stacks={repr(cpu): stack} if cpu is not None else {},
             cpu=cpu,
         )

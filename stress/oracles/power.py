@@ -2,6 +2,8 @@
 
 from model.kernel.core import model_stack
 
+from ..splat import culprit, warn_lines
+
 
 class PowerOracle:
     name = "power"
@@ -15,15 +17,12 @@ class PowerOracle:
         stack = model_stack(2)
         what = f"{'writel' if is_write else 'readl'}({value:#x}, {hw.name} + {reg:#x})" if is_write else f"readl({hw.name} + {reg:#x})"
         splat = "\n".join(
-            [
-                "------------[ cut here ]------------",
-                f"{hw.name}: register access while the IOMMU is runtime-suspended (clocks off)",
-                f"  {what}",
-                f"CPU: {cpu.id if cpu is not None else '-'} {cpu!r}",
-                "Call trace:",
-                *(f"  {fn}" for fn in stack),
-                "---[ end trace ]---",
-            ]
+            warn_lines(
+                cpu,
+                stack,
+                [f"{hw.name}: register access while the IOMMU is runtime-suspended (clocks off): {what}"],
+                culprit(stack),
+            )
         )
         self.kernel.report(
             "mmio-while-suspended",
