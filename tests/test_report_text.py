@@ -164,3 +164,18 @@ def test_written_text_names_the_written_json(tmp_path):
     path = stress.report.write_report(rep, str(tmp_path / "reports"))
     txt = open(path[: -len(".json")] + ".txt").read()
     assert f"(replay with: iommu-stress replay {path})" in txt
+
+
+def test_isolation_lists_each_allowed_domain_once():
+    from stress.oracles.isolation import IsolationOracle
+
+    class Group:
+        domain = "d0"
+
+    class Dev:
+        iommu_group = Group()
+
+    o = IsolationOracle.__new__(IsolationOracle)
+    dev = Dev()
+    o.attaching, o.attached = {dev: ["d0", "d1", "d0"]}, {dev: "d0"}
+    assert o._allowed(dev) == ["d0", "d1"]

@@ -122,7 +122,7 @@ class IsolationOracle:
             allowed += self.attaching[dev]
         if dev in self.attached:
             allowed.append(self.attached[dev])
-        return [d for d in allowed if d is not None]
+        return list(dict.fromkeys(d for d in allowed if d is not None))  # each once
 
     def dma(self, master, acc):
         if acc.paddr is None or acc.outcome not in ("tlb", "walk", "bypass"):
