@@ -891,7 +891,7 @@ MUTANTS = [
     (SplitAttach, scenario(map_attach_d0, dma_x_twice, unmap_then_dma, driver=SplitAttach), "stale-tlb"),
     # the unlocked store to iommu->enable is a data race first; without the race checker:
     (UnlockedSuspend, scenario(attach_suspend, map_x_y, driver=UnlockedSuspend), "mmio-while-suspended", NO_RACE),
-    (SleepingPowerCheck, scenario(attach_map, driver=SleepingPowerCheck), "sleep-in-atomic"),
+    (SleepingPowerCheck, scenario(attach_suspend, map_x_y, driver=SleepingPowerCheck), "sleep-in-atomic"),  # the IOMMU suspended: might_sleep_if
     (InvertedFlush, scenario(attach_map, driver=InvertedFlush), "lock-inversion"),
     (PlainLockSuspend, scenario(fault_then_suspend, driver=PlainLockSuspend), "irq-lock-inversion"),
     (NoZapOnReenable, scenario(stale_across_suspend, driver=NoZapOnReenable), "stale-tlb"),

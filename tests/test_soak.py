@@ -119,7 +119,8 @@ def test_mainline_soak_reports_each_signature_once(baseline):
     assert bad == 0
     finds = [e["signature"] for e in events if e["event"] == "find"]
     assert sorted(finds) == sorted(sigs)
-    assert sigs["sleep-in-atomic in vsi_iommu_irq"]["count"] > 100
+    # might_sleep_if(status != RPM_ACTIVE): only the IRQs that find the IOMMU not active count
+    assert sigs["sleep-in-atomic in vsi_iommu_irq"]["count"] > 20
     assert any(e["event"] == "repeat" for e in events)
     batches = [e for e in events if e["event"] == "batch"]
     assert sum(e["schedules"] for e in batches) == SCHEDULES and len(batches) == SCHEDULES // BATCH

@@ -16,19 +16,24 @@ suppliers.  The functions are the kernel's, step by step:
   resumes its suppliers (``pm_runtime_get_sync``) and keeps a usage count on
   each until the consumer has suspended, so a supplier cannot suspend while
   its consumer is active;
-* asynchronous requests go to ``pm_wq``: ONE daemon agent (kind
-  ``kworker``) that runs the queued work in process context.  Time is
-  virtual: an autosuspend delay is "until the worker gets to it", a point the
-  scheduler chooses.
+* asynchronous requests go to ``pm_wq``, an unbound workqueue: several
+  kworker agents (two) run queued work in process context, two devices'
+  work at once, but one device's work item never on two workers at once
+  (workqueues are non-reentrant).  Time is virtual: an autosuspend delay is
+  "until a worker gets to it", a point the scheduler chooses;
+* ``might_sleep`` as runtime.c checks it: ``__pm_runtime_resume`` only when
+  the device is not ``RPM_ACTIVE`` (``might_sleep_if``), idle and suspend on
+  every synchronous call; waiting for a suspend or resume in progress is a
+  ``schedule()``, checked too;
+* callbacks of a device that is not ``irq_safe`` run with interrupts ON,
+  whatever the caller's state: ``__rpm_callback`` drops ``dev->power.lock``
+  with ``spin_unlock_irq`` around them (the caller's ``irqsave`` state comes
+  back after).
 
 Model simplifications, all in the conservative direction:
 
 * ``dev->power.lock`` is not a lock here: each entry point is one
   preemption point and then changes the state atomically.
-* ``__pm_runtime_resume`` emits ``might_sleep`` on every synchronous call;
-  the kernel checks only when the device is not already active, which makes
-  a sleeping call in atomic context a bug that hides until the device
-  happens to be suspended.
 * A device without runtime PM callbacks (``dev.pm_ops`` is None) behaves as
   one whose callbacks return 0 (its links to suppliers still count).
 * No runtime_idle callbacks, no parents, no irq_safe devices unless
@@ -44,6 +49,7 @@ from __future__ import annotations
 from errno import EACCES, EAGAIN, EINPROGRESS, EINVAL
 
 from .cpu import current
+from .locks import local_irq_disable, local_irq_enable
 
 __all__ = [
     "RPM_ACTIVE",
@@ -181,32 +187,76 @@ class DeviceLink:
 
 
 class PmWorkqueue:
-    """``pm_wq``: the devices whose work item is queued, run by one kworker agent."""
+    """``pm_wq`` (``WQ_UNBOUND``): the devices whose work item is queued, and
+    ``workers`` kworker agents that run them.
 
-    def __init__(self, kernel):
+    A device's work that is running is not handed to a second worker (the
+    workqueue's non-reentrancy): it stays queued until the first is done.
+    Workers are interchangeable, so only the first idle one may take work
+    (which kworker runs an item changes nothing but its name): two items run
+    at once, without a choice of worker doubling the schedules.
+    """
+
+    WORKERS = 2
+
+    def __init__(self, kernel, workers=WORKERS):
         self.kernel = kernel
         self.queue = []
-        kernel.add_agent("pm_wq", self.worker, kind="kworker", daemon=True)
+        self.running = {}  # dev -> the worker running its work item
+        self.workers = [_Worker(self, i) for i in range(workers)]
+        for w in self.workers:
+            kernel.add_agent(w.name, w.run, kind="kworker", daemon=True)
+
+    def next_work(self):
+        """The first queued device whose work no worker is running, or None."""
+        for dev in self.queue:
+            if dev not in self.running:
+                return dev
+        return None
 
     def ready(self):
-        return bool(self.queue)
+        return self.next_work() is not None
 
     def queue_work(self, dev):
         if dev not in self.queue:
             self.queue.append(dev)
 
-    async def worker(self):
-        """The kworker: wait for queued work, run ``pm_runtime_work`` for it."""
-        cpu = current()
-        while True:
-            await cpu.sched.wait(cpu, self)
-            if not self.queue:
-                return  # woken with nothing queued: the run is over
-            dev = self.queue.pop(0)
-            await pm_runtime_work(dev)
-
     def __repr__(self):
         return f"pm_wq({', '.join(d.name for d in self.queue)})"
+
+
+class _Worker:
+    """One kworker of ``pm_wq``; ``ready()`` when it is the first idle one and work waits."""
+
+    def __init__(self, wq, index):
+        self.wq = wq
+        self.index = index
+        self.name = "pm_wq" if index == 0 else f"pm_wq/{index}"
+        self.busy = False
+
+    def ready(self):
+        return self.wq.ready() and all(w.busy for w in self.wq.workers[: self.index])
+
+    async def run(self):
+        """Wait for work, run ``pm_runtime_work`` for it, again."""
+        cpu = current()
+        wq = self.wq
+        while True:
+            await cpu.sched.wait(cpu, self)
+            dev = wq.next_work()
+            if dev is None:
+                return  # woken with nothing to do: the run is over
+            wq.queue.remove(dev)
+            wq.running[dev] = self
+            self.busy = True
+            try:
+                await pm_runtime_work(dev)
+            finally:
+                del wq.running[dev]
+                self.busy = False
+
+    def __repr__(self):
+        return self.name
 
 
 def pm_wq(kernel):
@@ -267,6 +317,7 @@ def _callback(dev, name):
 
 async def _wait_stable(cpu, dev):
     """``prepare_to_wait(&dev->power.wait_queue) ... schedule()``."""
+    _might_sleep(cpu, "schedule")  # rpm_resume/rpm_suspend waiting for the other transition
     await cpu.sched.wait(cpu, dev.power)
 
 
@@ -332,7 +383,8 @@ async def rpm_suspend_suppliers(dev):
 
 
 async def rpm_callback(cb, dev):
-    """``__rpm_callback``: suppliers first on resume, dropped after a suspend."""
+    """``__rpm_callback``: suppliers first on resume, dropped after a suspend;
+    the callback runs with interrupts on unless the device is ``irq_safe``."""
     power = dev.power
     use_links = bool(power.suppliers)
     if use_links and power.runtime_status == RPM_RESUMING:
@@ -340,7 +392,14 @@ async def rpm_callback(cb, dev):
         if retval:
             await _rpm_put_suppliers(dev, True)
             return retval
+    # spin_unlock_irq(&dev->power.lock) around the callback; the caller's
+    # spin_unlock_irqrestore() then restores its state (brought forward here).
+    toggle = not power.irq_safe and not current().irqs_enabled
+    if toggle:
+        await local_irq_enable()
     retval = await cb(dev) if cb is not None else 0
+    if toggle:
+        local_irq_disable()
     if use_links and (
         (power.runtime_status == RPM_SUSPENDING and not retval)
         or (power.runtime_status == RPM_RESUMING and retval)
@@ -500,7 +559,8 @@ def _drop_usage_count(dev):
 
 async def __pm_runtime_resume(dev, rpmflags, what):
     cpu = current()
-    if not rpmflags & RPM_ASYNC and not dev.power.irq_safe:
+    # might_sleep_if(): a resume of an active device returns at once
+    if not rpmflags & RPM_ASYNC and not dev.power.irq_safe and dev.power.runtime_status != RPM_ACTIVE:
         _might_sleep(cpu, what)
     if rpmflags & RPM_GET_PUT:
         dev.power.usage_count += 1
