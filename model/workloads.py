@@ -27,7 +27,7 @@ twice points at different memory and a stale translation is visible.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from errno import EBUSY, EINVAL, EIO, ENOENT, EPERM
+from errno import EBUSY, EINVAL, EIO, ENODEV, ENOENT, EPERM
 
 from model.hw import DmaMaster, IommuHw
 from model.iommu import (
@@ -46,6 +46,8 @@ from model.iommu import (
     iommu_detach_group,
     iommu_device_claim_dma_owner,
     iommu_device_release_dma_owner,
+    iommu_device_unuse_default_domain,
+    iommu_device_use_default_domain,
     iommu_domain_free,
     iommu_group_replace_domain,
     iommu_group_store_type,
@@ -80,6 +82,8 @@ __all__ = [
     "op_detach",
     "op_claim_dma_owner",
     "op_release_dma_owner",
+    "op_bind",
+    "op_unbind",
     "op_domain_alloc",
     "op_domain_free",
     "op_suspend",
@@ -142,6 +146,7 @@ class System:
     in_use: dict = field(default_factory=dict)  # domain -> operations in flight on it
     attached: dict = field(default_factory=dict)  # device -> user domain attached, or None
     owned: dict = field(default_factory=dict)  # device -> DMA ownership claims held
+    bound: dict = field(default_factory=dict)  # device -> a kernel driver is bound (uses the default domain)
     pm_refs: dict = field(default_factory=dict)  # device -> runtime PM references held
     busy: set = field(default_factory=set)  # devices with a device-level op in flight
     changing: set = field(default_factory=set)  # devices whose default domain is being replaced
@@ -183,6 +188,7 @@ class System:
             self.masters.append(DmaMaster(pdev.hw, dev))
             self.attached[dev] = None
             self.owned[dev] = 0
+            self.bound[dev] = False
             self.pm_refs[dev] = 0
         self.slots = [None] * cfg.domains
         for s in range(cfg.domains):
@@ -193,6 +199,10 @@ class System:
             self.in_use[dom] = 0
         if cfg.masters_active:
             for dev in self.devices:
+                ret = await iommu_device_use_default_domain(dev)  # its driver binds
+                if ret:
+                    raise ModelBug(f"{drv.name}: iommu_device_use_default_domain({dev}) failed ({ret})")
+                self.bound[dev] = True
                 ret = await pm_runtime_resume_and_get(dev)
                 if ret:
                     raise ModelBug(f"{drv.name}: resume of {dev} failed ({ret})")
@@ -295,6 +305,8 @@ async def _attach_user_domain(sys, dev, domain):
     if sys.owned[dev]:
         # iommufd: the owned group goes straight to the new domain (replace)
         return await iommu_group_replace_domain(dev.iommu_group, domain)
+    if not sys.bound[dev]:
+        return -ENODEV  # neither VFIO nor a kernel driver holds the device
     # a kernel driver's own domain in place of the default one
     return await iommu_attach_device(domain, dev)
 
@@ -405,6 +417,40 @@ async def op_release_dma_owner(sys, dev):
         sys._unhold(cur)
     sys.busy.discard(d)
     return _end(cpu, 0)
+
+
+async def op_unbind(sys, dev):
+    """Its kernel driver is unbound (``echo ... > unbind``): the driver core
+    drops its use of the default domain, so VFIO may claim the group."""
+    cpu = _begin(f"unbind(vpu{dev})")
+    d = sys.devices[dev]
+    if not sys.bound[d]:
+        return _end(cpu, -ENODEV)
+    default = sys.default_domain(d)
+    if d in sys.busy or sys.attached[d] is not None or (default is not None and sys.in_use.get(default, 0)):
+        return _end(cpu, -EBUSY)  # the driver's remove() first stops its DMA and detaches its domain
+    sys.busy.add(d)
+    await iommu_device_unuse_default_domain(d)
+    sys.bound[d] = False
+    sys.busy.discard(d)
+    return _end(cpu, 0)
+
+
+async def op_bind(sys, dev):
+    """A kernel driver binds: ``iommu_device_use_default_domain`` (-EBUSY while
+    VFIO owns the group)."""
+    cpu = _begin(f"bind(vpu{dev})")
+    d = sys.devices[dev]
+    if sys.bound[d]:
+        return _end(cpu, -EBUSY)
+    if d in sys.busy:
+        return _end(cpu, -EBUSY)
+    sys.busy.add(d)
+    ret = await iommu_device_use_default_domain(d)
+    if ret == 0:
+        sys.bound[d] = True
+    sys.busy.discard(d)
+    return _end(cpu, ret)
 
 
 async def op_domain_alloc(sys, dom, dev=None):
@@ -521,6 +567,9 @@ async def teardown(sys):
             await pm_runtime_put(d)
     await flush_pm_wq(sys.kernel)
     for d in sys.devices:
+        if sys.bound[d]:
+            await iommu_device_unuse_default_domain(d)
+            sys.bound[d] = False
         await iommu_release_device(d)
     await flush_pm_wq(sys.kernel)
 
@@ -547,6 +596,8 @@ PROGRAM_OPS = {
     "detach": lambda s, a: op_detach(s, a["dev"]),
     "claim": lambda s, a: op_claim_dma_owner(s, a["dev"]),
     "release": lambda s, a: op_release_dma_owner(s, a["dev"]),
+    "unbind": lambda s, a: op_unbind(s, a["dev"]),
+    "bind": lambda s, a: op_bind(s, a["dev"]),
     "dom_alloc": lambda s, a: op_domain_alloc(s, a["dom"]),
     "dom_free": lambda s, a: op_domain_free(s, a["dom"]),
     "suspend": lambda s, a: op_suspend(s, a["dev"]),

@@ -71,6 +71,8 @@ KIND_ORDER = (
     "dom_free",
     "claim",
     "release",
+    "unbind",
+    "bind",
     "suspend",
     "resume",
     "fault",

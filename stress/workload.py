@@ -37,6 +37,8 @@ OP_KINDS = {
     "detach": ("dev",),
     "claim": ("dev",),
     "release": ("dev",),
+    "unbind": ("dev",),
+    "bind": ("dev",),
     "dom_alloc": ("dom",),
     "dom_free": ("dom",),
     "suspend": ("dev",),
@@ -81,15 +83,16 @@ def _draw_op(rng, kind, arena):
     return [kind, args]
 
 
-#: what real users do, one CPU each: a VFIO user, a DMA-API user, runtime PM,
+#: what real users do, one CPU each: a VFIO user (its device unbound from its
+#: kernel driver first, as vfio-pci's users do), a DMA-API user, runtime PM,
 #: a video decoder that goes idle between buffers, a domain switcher, a
 #: domain owner (arguments filled from the arena)
 STORIES = {
-    "vfio": ["claim", "attach", "map", "dma", "unmap", "dma", "release"],
+    "vfio": ["unbind", "claim", "attach", "map", "dma", "unmap", "dma", "release", "bind"],
     "dma-user": ["attach", "map", "dma", "unmap", "dma"],
     "power": ["suspend", "resume", "dma"],
     "idle-decoder": ["attach", "map", "dma", "suspend", "unmap", "resume", "dma"],
-    "switch": ["attach", "dma", "attach_identity", "attach", "dma"],
+    "switch": ["attach", "dma", "detach", "unbind", "attach_identity", "bind", "attach", "dma"],
     "domains": ["dom_alloc", "map", "unmap", "dom_free"],
 }
 

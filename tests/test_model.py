@@ -6,7 +6,7 @@ find nothing, and a few one-method mutants of it show that the model gives
 the checkers what they need to find each kind of bug.
 """
 
-from errno import EADDRINUSE, EBUSY, EINVAL, EIO, ENOENT, EPERM
+from errno import EADDRINUSE, EBUSY, EINVAL, EIO, ENODEV, ENOENT, EPERM
 
 import pytest
 import trio
@@ -69,7 +69,9 @@ from model.workloads import (
     build_scenario,
     iova_of,
     op_attach,
+    op_bind,
     op_claim_dma_owner,
+    op_unbind,
     op_detach,
     op_dma,
     op_domain_alloc,
@@ -342,14 +344,22 @@ def test_attach_rules_and_dma_ownership():
         assert await op_attach(sys, 0, 0) == 0
         # a kernel-attached domain: neither another domain nor an owner may come in
         assert await iommu_attach_device(sys.slots[1], dev) == -EBUSY
-        assert await op_claim_dma_owner(sys, 0) == -EBUSY
+        assert await op_claim_dma_owner(sys, 0) == -EPERM  # the kernel driver uses the group
         assert await op_domain_free(sys, 0) == -EBUSY
         assert await op_attach(sys, 0, "identity") == -EBUSY
         assert await op_detach(sys, 0) == 0
         assert dev.iommu_group.domain is dev.iommu_group.default_domain
+        # a kernel driver is bound (iommu_device_use_default_domain at boot):
+        # no claim, no type change until it is unbound (iommu.c: -EPERM)
+        assert await op_claim_dma_owner(sys, 0) == -EPERM
+        assert await op_attach(sys, 0, "identity") == -EPERM
+        assert await op_bind(sys, 0) == -EBUSY  # bound already
+        assert await op_unbind(sys, 0) == 0
+        assert await op_attach(sys, 0, 1) == -ENODEV  # no driver to attach a domain of its own
         # VFIO: claim -> blocked (an empty paging domain here), user domain, replace, release
         assert await op_attach(sys, 0, "blocked") == -EPERM
         assert await op_claim_dma_owner(sys, 0) == 0
+        assert await op_bind(sys, 0) == -EBUSY  # iommu_device_use_default_domain: the group is owned
         group = dev.iommu_group
         assert group.domain is group.blocking_domain and group.blocking_domain.type == IOMMU_DOMAIN_UNMANAGED
         assert (await op_dma(sys, 0, X)).outcome == "fault"  # blocked
@@ -363,6 +373,7 @@ def test_attach_rules_and_dma_ownership():
         assert await op_release_dma_owner(sys, 0) == 0
         assert group.domain is group.default_domain and group.owner is None
         assert await op_release_dma_owner(sys, 0) == -EINVAL
+        assert await op_bind(sys, 0) == 0 and dev.iommu_group.owner_cnt == 1
         assert await op_domain_free(sys, 2) == 0
         assert await op_domain_free(sys, 2) == -ENOENT
         assert await op_map(sys, 2, X, 0x1000) == -ENOENT
@@ -375,6 +386,7 @@ def test_attach_rules_and_dma_ownership():
 def test_identity_default_domain_and_back():
     async def t(sys, ev):
         dev, hw = sys.devices[0], sys.hws[0]
+        assert await op_unbind(sys, 0) == 0  # a type change needs the kernel driver gone
         assert await op_attach(sys, 0, "identity") == 0
         assert dev.iommu_group.domain.type == IOMMU_DOMAIN_IDENTITY and not hw.paging
         a = await op_dma(sys, 0, 0x1234000)

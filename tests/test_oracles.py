@@ -287,6 +287,7 @@ def test_isolation_oracle_walk_through_no_domains_tables():
 def test_isolation_oracle_domain_the_device_may_not_use():
     """A walk through a live domain the device has left: named, with why."""
     program = [
+        ["unbind", {"dev": 0}],  # the kernel driver lets go of the device
         ["claim", {"dev": 0}],  # VFIO: the group is ours, attaches replace the domain
         ["attach", {"dev": 0, "dom": 0}],
         MAP0,

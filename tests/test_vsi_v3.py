@@ -30,7 +30,7 @@ from model.hw import (
     VSI_MMU_OUT_OF_BOUND,
 )
 from model.kernel import GFP_KERNEL_ACCOUNT, Kernel, set_current
-from model.workloads import System, iova_of, op_attach, op_claim_dma_owner, op_iova_to_phys, op_map, op_unmap
+from model.workloads import System, iova_of, op_attach, op_claim_dma_owner, op_iova_to_phys, op_map, op_unbind, op_unmap
 from stress.checkers import default_checkers
 
 CHECKERS = [c for c in default_checkers() if c != "race"]
@@ -90,6 +90,7 @@ def test_straight_through_as_the_c_does():
         assert not hw.paging
         # VFIO: claim (blocking domain), then the user domain: the identity
         # attach turns translation OFF (AHB_CONTROL = 0) before the enable
+        assert await op_unbind(sys, 0) == 0  # vfio-pci: the kernel driver is unbound first
         assert await op_claim_dma_owner(sys, 0) == 0
         assert hw.paging
         del mm.log[:]

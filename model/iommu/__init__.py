@@ -64,6 +64,8 @@ from .core import (
     iommu_detach_group,
     iommu_device_claim_dma_owner,
     iommu_device_release_dma_owner,
+    iommu_device_unuse_default_domain,
+    iommu_device_use_default_domain,
     iommu_domain_alloc,
     iommu_domain_free,
     iommu_get_domain_for_dev,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from errno import EBUSY, EINVAL, ENODEV, ENOMEM, ENOSYS, EPERM
 
+EPROBE_DEFER = 517  # include/linux/errno.h (kernel-internal)
+
 from model.kernel.core import current, model_stack
 from model.kernel.locks import Mutex, lockdep_assert_held, mutex_lock, mutex_unlock
 
@@ -42,6 +44,8 @@ __all__ = [
     "iommu_group_replace_domain",
     "iommu_device_claim_dma_owner",
     "iommu_device_release_dma_owner",
+    "iommu_device_use_default_domain",
+    "iommu_device_unuse_default_domain",
     "iommu_group_store_type",
     "iommu_get_domain_for_dev",
     "report_iommu_fault",
@@ -297,6 +301,41 @@ async def __iommu_group_alloc_blocking_domain(group):
         return domain
     group.blocking_domain = domain
     return 0
+
+
+async def iommu_device_use_default_domain(dev):
+    """The driver core binds a kernel driver (``really_probe`` -> ``dma_configure``).
+
+    It counts in ``owner_cnt`` with no ``owner``: while it is bound, DMA
+    ownership cannot be claimed (-EPERM) nor the group's type changed (-EPERM).
+    -EBUSY if the group is owned or not on its default domain.
+    """
+    group = dev.iommu_group
+    if group is None:
+        return 0
+    await mutex_lock(group.mutex)
+    ret = 0
+    if group.default_domain is None:
+        ret = -EPROBE_DEFER  # we may race against bus_iommu_probe() finalising groups
+    elif group.owner_cnt and (group.domain is not group.default_domain or group.owner is not None):
+        ret = -EBUSY
+    else:
+        group.owner_cnt += 1
+    mutex_unlock(group.mutex)
+    return ret
+
+
+async def iommu_device_unuse_default_domain(dev):
+    """The driver core unbinds the kernel driver (``device_unbind_cleanup``)."""
+    group = dev.iommu_group
+    if group is None:
+        return
+    await mutex_lock(group.mutex)
+    if not group.owner_cnt:
+        _warn(f"{group}: iommu_device_unuse_default_domain() with no user")
+    else:
+        group.owner_cnt -= 1
+    mutex_unlock(group.mutex)
 
 
 async def __iommu_take_dma_ownership(group, owner):
