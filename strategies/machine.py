@@ -16,7 +16,10 @@ Its rules grow the plan:
 * ``deliver_irq``: permit an interrupt on a CPU (delivered there at the
   first decision where one is pending and the CPU has interrupts on);
 * ``shuffle``: a burst of random decisions from a drawn seed (random
-  interleaving where the exact window is not known; replayed exactly).
+  interleaving where the exact window is not known; replayed exactly);
+* ``fail_call`` (failure injection on only): the next allocation or
+  ``dma_map_single`` a CPU makes fails (a ``(FAIL, c)`` segment), as
+  ``fail_nth`` arms a task.
 
 The ``@invariant`` replays the plan so far from scratch
 (:func:`stress.run.run_schedule`: a fresh kernel, the programs, the
@@ -50,7 +53,7 @@ from stress.hypothesis_chooser import pin_local_constants
 from stress.shrink_programs import shrink_programs
 
 from .ops import default_stories, kind_order, op_args, ops, stories
-from .schedules import IRQ, RUN, WALK, SegmentPlan
+from .schedules import FAIL, IRQ, RUN, WALK, SegmentPlan
 
 __all__ = [
     "MachineFailure",
@@ -144,6 +147,7 @@ def make_machine(
     cache=None,
     story_table=None,
     stop=None,
+    inject_failures=False,
 ):
     """A ``RuleBasedStateMachine`` subclass over ``make_scenario(workload config)``.
 
@@ -161,6 +165,8 @@ def make_machine(
     (Ctrl-C); ``on_run(outcome)`` sees every replay.
     ``cache`` (a dict) remembers outcomes by plan: runs are deterministic,
     and Hypothesis' shrinking replays the same plan prefixes again and again.
+    ``inject_failures`` runs with failure injection and adds the rule
+    ``fail_call``.
     """
     config = dict(config)
     if kinds is None:
@@ -173,6 +179,8 @@ def make_machine(
     if ncpus < 1 or max_ops < 1:
         raise ValueError("a machine needs at least one CPU and one operation per CPU")
     opts = {"checkers": checkers, "max_steps": max_steps}
+    if inject_failures:
+        opts["inject_failures"] = True
     cpu = st.integers(0, ncpus - 1)
 
     class WorkloadMachine(RuleBasedStateMachine):
@@ -251,6 +259,8 @@ def make_machine(
             setattr(WorkloadMachine, name, _special_rule(name, kind, cpu, config, table))
     if story_table:
         setattr(WorkloadMachine, "add_story", _story_rule(cpu, config, story_table, table, max_ops))
+    if inject_failures:
+        setattr(WorkloadMachine, "fail_call", _fail_rule(cpu, max_segments))
     WorkloadMachine.__name__ = WorkloadMachine.__qualname__ = "WorkloadMachine"
     return WorkloadMachine
 
@@ -262,6 +272,14 @@ def _special_rule(name, kind, cpu, config, table):
     append_op.__name__ = name
     append_op.__doc__ = f"Append a {kind!r} operation to a CPU's program."
     return rule(c=cpu, args=op_args(kind, config, table))(append_op)
+
+
+def _fail_rule(cpu, max_segments):
+    def fail_call(self, c):
+        self.plan.append((FAIL, c))
+
+    fail_call.__doc__ = "Fail the next call of a CPU that can fail (failure injection)."
+    return precondition(lambda self: len(self.plan) < max_segments)(rule(c=cpu)(fail_call))
 
 
 def _story_rule(cpu, config, story_table, table, max_ops):
@@ -300,6 +318,7 @@ def hunt_with_machine(
     stats=None,
     story_table=None,
     stop=None,
+    inject_failures=False,
 ):
     """Search with the machine; the shrunk find as :class:`MachineFind`, or None.
 
@@ -319,11 +338,14 @@ def hunt_with_machine(
     replays, and on a find ``search_examples``: the examples up to the first
     failure (the others were spent shrinking it).  ``kinds``, ``table`` and ``story_table`` are those of
     :func:`make_machine`.  The find's workload config is
-    ``workload_of(config, programs)``.
+    ``workload_of(config, programs)``.  ``inject_failures``: failure
+    injection (the find's replay needs it too).
     """
     if max_examples < 1:
         raise ValueError("max_examples must be at least 1")
     opts = {"checkers": checkers, "max_steps": max_steps}
+    if inject_failures:
+        opts["inject_failures"] = True
     counts = stats if stats is not None else {}
     counts.setdefault("runs", 0)
     counts.setdefault("points", 0)
@@ -338,6 +360,7 @@ def hunt_with_machine(
     base = make_machine(
         make_scenario, config, kinds=kinds, table=table, checkers=checkers, max_steps=max_steps,
         deadline=deadline, on_run=on_run, cache={}, story_table=story_table, stop=stop,
+        inject_failures=inject_failures,
     )
 
     class Hunt(base):

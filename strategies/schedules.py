@@ -16,8 +16,13 @@ run records are a plain :class:`stress.choosers.Replay` schedule:
   every priority 0) never preempts.
 * a **segment plan** (:class:`SegmentPlan`, :func:`segment_plans`): "let
   CPU c run n steps", "deliver an interrupt on CPU c", "walk n decisions
-  at random from seed s" - what the stateful machine
-  (:mod:`strategies.machine`) appends to.
+  at random from seed s", "fail CPU c's next call" (failure injection) -
+  what the stateful machine (:mod:`strategies.machine`) appends to.
+
+At a failure point (failure injection on) a decision list fails the call
+as :class:`stress.choosers.Replay` reads it (``d % 64 == 1``), a PCT plan
+never does, and a segment plan fails the calls its ``(FAIL, c)`` segments
+ask for.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "RUN",
     "IRQ",
     "WALK",
+    "FAIL",
     "SegmentPlan",
     "segment_plans",
 ]
@@ -49,6 +55,8 @@ RUN = "run"
 IRQ = "irq"
 #: a segment "the next n decisions at random, from seed s": ``(WALK, s, n)``
 WALK = "walk"
+#: a segment "the next call CPU c makes that can fail, fails" (failure injection): ``(FAIL, c)``
+FAIL = "fail"
 
 
 def decision_lists(max_size=400, max_value=255):
@@ -146,6 +154,9 @@ class PCTPlan:
                 best, best_p = i, p
         return best
 
+    def fail(self, sched, cur, call):
+        return 0
+
 
 # -- segment plans ------------------------------------------------------------------------
 
@@ -161,6 +172,9 @@ class SegmentPlan:
     * ``(WALK, s, n)``: the next ``n`` decisions pick any option, uniformly,
       from a random source seeded with ``s`` alone (a burst of random
       interleaving, replayed exactly).
+    * ``(FAIL, c)``: arm CPU ``c`` for failure injection; the next failure
+      point it reaches (an allocation, a ``dma_map_single``) fails.  Like
+      ``IRQ`` it is armed when the plan reaches it and takes no decision.
     * After the last segment: option 0, keep the current CPU.
 
     CPU ids are those of the scheduler (program CPUs first, then agents).
@@ -175,13 +189,17 @@ class SegmentPlan:
                 (s[0] == RUN and len(s) == 3 and s[2] >= 1)
                 or (s[0] == IRQ and len(s) == 2)
                 or (s[0] == WALK and len(s) == 3 and s[2] >= 1)
+                or (s[0] == FAIL and len(s) == 2)
             )
             if not ok:
-                raise ValueError(f"bad segment {s!r}: want ({RUN!r}, cpu, n>=1), ({IRQ!r}, cpu) or ({WALK!r}, seed, n>=1)")
+                raise ValueError(
+                    f"bad segment {s!r}: want ({RUN!r}, cpu, n>=1), ({IRQ!r}, cpu), ({WALK!r}, seed, n>=1) or ({FAIL!r}, cpu)"
+                )
         self.pos = 0
         self.left = None
         self.rng = None
         self.armed = []
+        self.failing = []  # CPUs whose next failure point fails
 
     def _deliver(self, opts):
         for j, want in enumerate(self.armed):
@@ -194,6 +212,19 @@ class SegmentPlan:
     def _next(self):
         self.pos, self.left, self.rng = self.pos + 1, None, None
 
+    def _arm(self, seg):
+        (self.armed if seg[0] == IRQ else self.failing).append(seg[1])
+        self._next()
+
+    def fail(self, sched, cur, call):
+        # segments that take no decision and were reached: armed now
+        while self.pos < len(self.segments) and self.segments[self.pos][0] in (IRQ, FAIL):
+            self._arm(self.segments[self.pos])
+        if cur is not None and cur.id in self.failing:
+            self.failing.remove(cur.id)
+            return 1
+        return 0
+
     def choose(self, sched, cur, opts):
         while True:
             i = self._deliver(opts) if self.armed else None
@@ -202,9 +233,8 @@ class SegmentPlan:
             if self.pos >= len(self.segments):
                 return 0
             seg = self.segments[self.pos]
-            if seg[0] == IRQ:
-                self.armed.append(seg[1])
-                self._next()
+            if seg[0] == IRQ or seg[0] == FAIL:
+                self._arm(seg)
                 continue
             if self.left is None:
                 self.left = seg[2]
@@ -223,8 +253,9 @@ class SegmentPlan:
             return i
 
 
-def segment_plans(cpus, max_segments=12, max_steps=8, max_seed=255):
-    """Segment plans over ``cpus`` CPUs, shrinking toward ``[]`` (no preemption)."""
+def segment_plans(cpus, max_segments=12, max_steps=8, max_seed=255, fail=False):
+    """Segment plans over ``cpus`` CPUs, shrinking toward ``[]`` (no preemption);
+    with ``fail``, ``(FAIL, c)`` segments too (failure injection)."""
 
     def build(t):
         kind, c, n, s = t
@@ -232,11 +263,16 @@ def segment_plans(cpus, max_segments=12, max_steps=8, max_seed=255):
             return (RUN, c, n)
         if kind == IRQ:
             return (IRQ, c)
+        if kind == FAIL:
+            return (FAIL, c)
         return (WALK, s, n)
 
     # the same four choices for every kind of segment, so that shrinking
     # one into another moves nothing after it
     seg = st.tuples(
-        st.sampled_from((RUN, IRQ, WALK)), st.integers(0, cpus - 1), st.integers(1, max_steps), st.integers(0, max_seed)
+        st.sampled_from((RUN, IRQ, WALK, FAIL) if fail else (RUN, IRQ, WALK)),
+        st.integers(0, cpus - 1),
+        st.integers(1, max_steps),
+        st.integers(0, max_seed),
     ).map(build)
     return st.lists(seg, max_size=max_segments)

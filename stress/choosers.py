@@ -26,13 +26,35 @@ scheduler records the index: that list of decisions is the schedule, and
 
 The scheduler's fair spinning (``stress.scheduler``) may leave a yielding
 CPU out of the options; a chooser sees only what may run.
+
+Failure points (failure injection on, ``stress.scheduler``): the scheduler
+asks ``chooser.fail(sched, cpu, call)`` whether an allocation or a
+``dma_map_single`` fails (1) or succeeds (0), and records the answer.
+
+* :class:`Replay` fails the call when the decision is 1 modulo
+  :data:`FAIL_EVERY` (64): a report's recorded 1 fails it, 0 (and the end of
+  the list) does not, and a Hypothesis draw of 0-255 fails about one
+  failure point in 64.
+* :class:`RandomWalk` and :class:`PCT` fail rarely, as ``fail_nth`` does:
+  a :class:`FailNth` plan drawn from a random source of its own (so every
+  decision between CPUs is the one the search makes without injection, up
+  to the failure) fails at most one call per schedule, in a share
+  :data:`FAIL_SHARE` of the schedules, the n-th failure point with n
+  uniform over the engine's estimate of the points a schedule has.
+* :class:`BoundedExhaustive` tries each failure as it tries a preemption:
+  a failed call costs one against the bound.
 """
 
 from __future__ import annotations
 
 import random
 
-__all__ = ["Replay", "RandomWalk", "PCT", "BoundedExhaustive", "make_rng"]
+__all__ = ["Replay", "RandomWalk", "PCT", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE"]
+
+#: a replayed decision ``d`` at a failure point fails the call when ``d % FAIL_EVERY == 1``
+FAIL_EVERY = 64
+#: the share of PCT and random schedules that plan one failure (:class:`FailNth`)
+FAIL_SHARE = 0.5
 
 
 def make_rng(seed, index):
@@ -54,15 +76,45 @@ class Replay:
             return self.decisions[i] % len(opts)
         return 0
 
+    def fail(self, sched, cur, call):
+        i = self.pos
+        self.pos += 1
+        if i < len(self.decisions):
+            return 1 if self.decisions[i] % FAIL_EVERY == 1 else 0
+        return 0
+
+
+class FailNth:
+    """Which call of one schedule fails, as ``/proc/self/fail-nth`` picks one.
+
+    With probability ``share`` the ``nth`` failure point fails, ``nth``
+    uniform in ``1..points`` (``points``: how many a schedule has, as far as
+    the search has seen); a schedule with fewer points, or none of the
+    share, fails nothing.  Drawn at once from ``rng``, the plan's own.
+    """
+
+    def __init__(self, rng, points, share=FAIL_SHARE):
+        self.nth = rng.randrange(1, max(points, 1) + 1) if rng.random() < share else 0
+        self.seen = 0
+
+    def fail(self, sched, cur, call):
+        self.seen += 1
+        return 1 if self.seen == self.nth else 0
+
 
 class RandomWalk:
     name = "random"
+    fail_plan = None  # a FailNth when failure injection is on
 
     def __init__(self, rng):
         self.rng = rng
 
     def choose(self, sched, cur, opts):
         return self.rng.randrange(len(opts))
+
+    def fail(self, sched, cur, call):
+        plan = self.fail_plan
+        return plan.fail(sched, cur, call) if plan is not None else 0
 
 
 class PCT:
@@ -73,6 +125,7 @@ class PCT:
     """
 
     name = "pct"
+    fail_plan = None  # a FailNth when failure injection is on
 
     def __init__(self, rng, depth=3, k=64):
         self.rng = rng
@@ -101,6 +154,10 @@ class PCT:
                 best, best_p = i, p
         return best
 
+    def fail(self, sched, cur, call):
+        plan = self.fail_plan
+        return plan.fail(sched, cur, call) if plan is not None else 0
+
 
 class BoundedExhaustive:
     """Stateless depth-first enumeration under a preemption bound.
@@ -112,7 +169,10 @@ class BoundedExhaustive:
     does not count a switch where a CPU yields).  Every alternative after
     the prefix becomes a new work item, in this bound if it costs no more
     preemptions than allowed, else in the next bound's queue.  Each schedule
-    is therefore run exactly once.
+    is therefore run exactly once.  A failure point (failure injection)
+    is a decision of two options, succeed or fail, and failing costs one,
+    as a preemption does: bound 1 tries every single failure of the
+    schedule without preemptions, as a ``fail_nth`` loop over n does.
     """
 
     name = "exhaustive"
@@ -150,6 +210,12 @@ class BoundedExhaustive:
         )
         self._trace.append((len(opts), preemptable))
         return d
+
+    def fail(self, sched, cur, call):
+        i = len(self._trace)
+        d = self._prefix[i] if i < len(self._prefix) else 0
+        self._trace.append((2, True))  # failing costs one, as a preemption
+        return 1 if d else 0
 
     def finish_run(self):
         """Queue the alternatives of the run just finished."""

@@ -22,6 +22,16 @@ a report.  It guarantees:
   schedules the proof rests on (``prior``), which replay first.  (The
   hypothesis strategy keeps a graph per schedule: Hypothesis needs each
   example to be a function of its draws alone.)
+* with ``inject_failures`` every allocation and ``dma_map_single`` a CPU
+  makes is a failure point (the kernel's ``fail_nth``): PCT and the random
+  walk fail at most one call per schedule, in half the schedules, the n-th
+  failure point with n uniform over the most points a schedule of the
+  search has had (:class:`~stress.choosers.FailNth`, from a random source
+  of its own, so that a schedule without a failure is the schedule the
+  search makes without injection); exhaustive counts a failure as a
+  preemption; Hypothesis draws it like any decision.  The option is
+  recorded in the report (``options.inject_failures``); off, nothing
+  changes: not a decision, not a byte of a report.
 
 Nothing here knows what a driver is: a scenario's own ``shrink`` does what
 is particular to it.
@@ -36,7 +46,7 @@ import time
 import trio
 
 from .checkers import cross_schedule, default_checkers
-from .choosers import PCT, BoundedExhaustive, RandomWalk, Replay, make_rng
+from .choosers import PCT, BoundedExhaustive, FailNth, RandomWalk, Replay, make_rng
 from .errors import ScenarioError
 from .lockdep import LockGraph
 from .report import build_report
@@ -67,17 +77,27 @@ __all__ = [
 STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "replay")
 
 
+#: the first estimate of the failure points of a schedule (then the most seen so far)
+FAIL_POINTS = 8
+
+
 class ReplayMismatch(ScenarioError):
     """A found violation did not replay the same: the scenario is not deterministic."""
 
 
-def make_chooser(strategy, seed, index, *, pct_depth, k):
+def make_chooser(strategy, seed, index, *, pct_depth, k, fail_points=None):
+    """The chooser of schedule ``index``; with ``fail_points`` (failure injection
+    on: the estimate of a schedule's failure points) it plans which call fails."""
     rng = make_rng(seed, index)
     if strategy == "random":
-        return RandomWalk(rng)
-    if strategy == "pct":
-        return PCT(rng, depth=pct_depth, k=k)
-    raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+        chooser = RandomWalk(rng)
+    elif strategy == "pct":
+        chooser = PCT(rng, depth=pct_depth, k=k)
+    else:
+        raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+    if fail_points is not None:
+        chooser.fail_plan = FailNth(make_rng(f"fail:{seed}", index), fail_points)
+    return chooser
 
 
 def explore(
@@ -98,6 +118,7 @@ def explore(
     database=None,
     on_find=None,
     stop=None,
+    inject_failures=False,
 ):
     """Search schedules of ``scenario`` for a violation.
 
@@ -116,7 +137,9 @@ def explore(
     are not schedules: the hypothesis strategy counts them in
     ``result.shrink_runs``.  ``database`` (a
     Hypothesis example database, hypothesis strategy only) replays earlier
-    failures of the same target first.
+    failures of the same target first.  ``inject_failures`` makes the
+    allocations and DMA maps of the CPUs fail now and then (see the module
+    docstring).
     """
     if strategy not in STRATEGIES or strategy == "replay":
         raise ValueError(f"unknown strategy {strategy!r} (choose from pct, random, exhaustive, hypothesis)")
@@ -130,6 +153,9 @@ def explore(
         seed=seed,
         options={"checkers": names, "max_steps": max_steps, "pct_depth": pct_depth, "bound": bound},
     )
+    if inject_failures:  # off: the options (and reports) of a search without it
+        opts["inject_failures"] = True
+        meta["options"]["inject_failures"] = True
     t0 = time.monotonic()
     deadline = None if budget_s is None else t0 + budget_s
     if strategy == "hypothesis":
@@ -202,6 +228,8 @@ class _Search:
         self.graph = LockGraph() if keep_graph else None
         # schedule index -> (scenario, decisions) of each run that taught lockdep something
         self.teachers = {}
+        # failure injection: the most failure points a schedule had so far
+        self.fail_points = FAIL_POINTS if opts.get("inject_failures") else None
 
     async def run(self, schedules, deadline, keep_going, progress, report, stop):
         result = Result()
@@ -220,7 +248,7 @@ class _Search:
                     break
                 chooser = exhaustive
             else:
-                chooser = make_chooser(self.strategy, self.seed, index, pct_depth=self.pct_depth, k=k)
+                chooser = make_chooser(self.strategy, self.seed, index, pct_depth=self.pct_depth, k=k, fail_points=self.fail_points)
             if exhaustive is None or index == 0:
                 # A family draws a program per schedule; the exhaustive search
                 # walks the schedules of one program: the seed's first.
@@ -229,6 +257,8 @@ class _Search:
             if exhaustive is not None:
                 exhaustive.finish_run()
             k = max(k, out.points)
+            if self.fail_points is not None:
+                self.fail_points = max(self.fail_points, out.fail_points)
             result.schedules += 1
             result.points += out.points
             if progress is not None:

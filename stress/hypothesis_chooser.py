@@ -5,7 +5,10 @@ and shrinks worse): decision ``d`` picks option ``d % len(options)`` and the
 list's end means "keep running the current CPU", so Hypothesis' preference
 for short lists of small integers is a preference for schedules with few
 preemptions.  A failure raises one exception class per violation kind, so
-shrinking never trades one kind for another.
+shrinking never trades one kind for another.  With failure injection a
+decision at a failure point fails the call when it is 1 modulo 64
+(:data:`stress.choosers.FAIL_EVERY`): about one failure point in 64 of a
+random list, none once shrunk to 0.
 
 Without an example database a run depends on the seed and options only.
 With one (the pytest plugin's ``.hypothesis/iommu-stress``), a failure is

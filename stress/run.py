@@ -14,13 +14,18 @@ It guarantees:
   never an outcome: a scenario that does not build, returns no CPU, returns
   something that is not callable, or lets a coroutine go unawaited (a
   forgotten ``await`` on ``cell.store(...)``).
+
+``inject_failures`` turns on failure injection for the run
+(``kernel.inject_failures``): allocations and ``dma_map_single`` made by
+the scheduled CPUs are failure points the chooser decides
+(:mod:`stress.scheduler`).
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -51,6 +56,8 @@ class Outcome:
     decisions: list
     points: int
     timeline: list | None = None
+    fail_points: int = 0  # failure points passed (failure injection on)
+    injected: list = field(default_factory=list)  # the failures injected: {call, result, cpu, op, where, point, ...}
 
     @property
     def kind(self):
@@ -66,8 +73,10 @@ async def run_schedule_async(
     trace=False,
     lock_graph=None,
     lockdep_base=None,
+    inject_failures=False,
 ):
     kernel = Kernel()
+    kernel.inject_failures = bool(inject_failures)
     tracer = None
     if trace:
         tracer = Tracer(kernel)
@@ -80,7 +89,9 @@ async def run_schedule_async(
         warnings.simplefilter("always", RuntimeWarning)
         await sched.run(bodies)
     _check_unawaited(scenario, caught)
-    return Outcome(sched.violation, sched.decisions, sched.points, tracer.entries if tracer else None)
+    return Outcome(
+        sched.violation, sched.decisions, sched.points, tracer.entries if tracer else None, sched.fail_points, sched.injected
+    )
 
 
 def _name(scenario):

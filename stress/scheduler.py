@@ -37,6 +37,16 @@ blocked, done, or given its turn after each of its yields), or it spins
 without ever yielding (a busy loop without ``cpu_relax()``: the message says
 so).  A violation reported by any checker stops the run.
 
+Failure points (fail_nth).  With failure injection on
+(``kernel.inject_failures``), an allocation or ``dma_map_single`` made by a
+scheduled CPU asks :meth:`Scheduler.fail_point` whether the call fails:
+the chooser's ``fail(sched, cpu, call)`` answers 0 (succeed) or 1 (fail),
+and the answer is recorded in the decision list like any other decision,
+so a replay fails the same calls and shrinking (which pushes decisions
+toward 0) drops failures the violation does not need.  A chooser without
+``fail`` never fails a call.  With injection off there is no failure point
+and nothing is recorded: the decisions are those of a search without it.
+
 A broken scenario is not a finding: a CPU body that is not ``async``, or an
 ``await`` of a plain call (``await spin_unlock(lock)``), stops every CPU and
 :meth:`Scheduler.run` raises :class:`~stress.errors.ScenarioError`.
@@ -56,7 +66,42 @@ from model.kernel.stacks import coro_stack, traceback_stack
 from model.kernel.core import _current as _current_var
 
 from .errors import EngineError, ScenarioError
-from .splat import complete_splat, default_splat, held_lock_lines, hung_splat, oops_splat, soft_lockup_splat
+from .splat import (
+    complete_splat,
+    culprit,
+    default_splat,
+    func,
+    held_lock_lines,
+    hung_splat,
+    oops_splat,
+    soft_lockup_splat,
+    trace,
+)
+
+
+def fault_injection_lines(injected):
+    """What the kernel's fault injection prints (``fail_dump``, lib/fault-inject.c)
+    before the bug it led to: one block per injected failure, then a blank line."""
+    lines = []
+    for f in injected:
+        lines += [
+            "FAULT_INJECTION: forcing a failure.",
+            f"{f['call']} -> {f['result']} in {f['where']} (fail_nth)",
+            f"CPU: {f['cpu_id']} PID: 0 Comm: {f['cpu']}",
+            "Call trace:",
+            *trace(f["stack"]),
+            "",
+        ]
+    return lines
+
+
+def _failure_stack(call, stack):
+    """The stack of a failed call, starting at the call (``dma_map_single`` is
+    plumbing to the stack walk, ``alloc_pages`` a primitive it shows)."""
+    name = call.split("(", 1)[0]
+    if stack and func(stack[0]) == name:
+        return list(stack)
+    return [name, *stack]
 
 
 def _reset_current(token):
@@ -145,6 +190,8 @@ class Scheduler:
         self.error = None  # a ScenarioError that stopped the run: raised by run()
         self.yielders = []  # ctl of each CPU with a non-empty ``waitfor`` (fair spinning)
         self.yield_point = -1  # ``points`` of the yield point being decided, if one is
+        self.fail_points = 0  # failure points passed (failure injection)
+        self.injected = []  # each failure injected: {call, result, cpu, op, where, point, stack}
         kernel.report = self.report
 
     # -- running one schedule -------------------------------------------------
@@ -303,6 +350,38 @@ class Scheduler:
                 cpu=cpu,
             )
         await self._decide(cpu)
+
+    def fail_point(self, cpu, call, result):
+        """A failure point (``model.kernel.mm.should_fail``): True to fail ``call``.
+
+        The chooser decides (0 succeed, 1 fail); the decision is recorded.
+        A failure is remembered with the caller's stack for the report (the
+        timeline row ``fail``, ``FAULT_INJECTION`` in the splat).
+        """
+        self.fail_points += 1
+        fail = getattr(self.chooser, "fail", None)
+        d = fail(self, cpu, call) if fail is not None else 0
+        if d not in (0, 1):
+            raise EngineError(f"chooser {self.chooser.name!r} chose {d!r} at failure point {call} (0 or 1)")
+        self.decisions.append(d)
+        if not d:
+            return False
+        stack = _failure_stack(call, model_stack(1))
+        self.injected.append(
+            {
+                "call": call,
+                "result": result,
+                "cpu": repr(cpu),
+                "cpu_id": max(cpu.id, 0),
+                "op": cpu.op,
+                "where": func(culprit(stack)),
+                "point": self.points,
+                "stack": stack,
+            }
+        )
+        if self.trace is not None:
+            self.trace.event(cpu, "fail", f"{call} -> {result} (injected)")
+        return True
 
     async def relax(self, cpu):
         """A yield point: ``cpu`` spins (``cpu_relax()``, a failed ``spin_trylock``).
@@ -504,10 +583,11 @@ class Scheduler:
             stacks = {k: list(v) for k, v in (stacks or {}).items()}
             shown = cpu if cpu is not None else _current_var.get(None)
             body = splat or default_splat(kind, message, stacks, shown)
+            injected = fault_injection_lines(self.injected) if self.injected else []
             self.violation = {
                 "kind": kind,
                 "message": message,
-                "splat": complete_splat(body, stacks) + "\n" + "\n".join(self._all_locks(shown)),
+                "splat": "\n".join(injected + [complete_splat(body, stacks)] + self._all_locks(shown)),
                 "stacks": stacks,
                 "cpu": repr(cpu) if cpu is not None else None,
                 "point": self.points,

@@ -6,7 +6,9 @@ same violation kind: first the shortest failing prefix (past its end a
 schedule keeps going without preemptions), then zeroing chunks of
 decisions, halving the chunk size down to single decisions (ddmin over the
 preemptions).  Every accepted step replays the schedule, so the result is
-always a schedule that fails.
+always a schedule that fails.  A decision at a failure point (failure
+injection) is 1 for a failed call and 0 for none, so zeroing it drops a
+failure the violation does not need.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ same decisions; no preemption at all; the same switches *translated* (a
 switch "CPU a, k points into its operation i: run b" stays at that place
 of that operation, with operation and CPU numbers moved down past the one
 removed; operations are told apart by the ``op_begin`` events driver
-workloads emit); and a short :func:`~stress.shrink.shrink_decisions`
-search from the same decisions.  A candidate whose scenario cannot be
+workloads emit; an injected failure is kept the same way: "CPU a, k
+points into its operation i, fails its n-th call there"); and a short
+:func:`~stress.shrink.shrink_decisions` search from the same decisions.  A candidate whose scenario cannot be
 built (:class:`~stress.errors.ScenarioError`) does not reproduce.
 
 A candidate is taken only if it reproduces the kind and is no larger than
@@ -30,7 +31,7 @@ inputs, same result: nothing here depends on time or randomness.
 
 from __future__ import annotations
 
-from .choosers import Replay
+from .choosers import FAIL_EVERY, Replay
 from .errors import ScenarioError
 from .run import run_schedule
 from .shrink import preemptions, shrink_decisions
@@ -130,12 +131,24 @@ class _Switches:
         self.count[where] = n + 1
         return where + (n,)
 
+    def fail_key(self, cur):
+        """The key of a failure point: where ``cur`` is, and which call there (``("fail", n)``)."""
+        where = self.ops.at(cur) + (FAIL,)
+        n = self.count.get(where, 0)
+        self.count[where] = n + 1
+        return where[:3] + ((FAIL, n),)
+
+
+#: the target of an injected failure in a list of switches: ``(key, (FAIL, None))``
+FAIL = "fail"
+
 
 class _Recorder(_Switches):
     """Replays decisions, noting every switch in order: ``[(key, (cpu id, irq))]``.
 
     A switch is a decision that runs another actor than the current CPU (an
     interrupt counts, and so does option 0 when the current CPU cannot go on).
+    An injected failure is noted as ``(key, (FAIL, None))``.
     """
 
     def __init__(self, decisions):
@@ -153,6 +166,14 @@ class _Recorder(_Switches):
             self.switches.append((key, (cpu.id, irq)))
         return i
 
+    def fail(self, sched, cur, call):
+        key = self.fail_key(cur)
+        pos, self.pos = self.pos, self.pos + 1
+        d = 1 if pos < len(self.decisions) and self.decisions[pos] % FAIL_EVERY == 1 else 0  # as Replay reads it
+        if d:
+            self.switches.append((key, (FAIL, None)))
+        return d
+
 
 class _Follow(_Switches):
     """Makes the recorded switches again where the same CPU reaches the same decision."""
@@ -168,6 +189,9 @@ class _Follow(_Switches):
                 if (cpu.id, irq) == want:
                     return i
         return 0
+
+    def fail(self, sched, cur, call):
+        return 1 if self.switches.get(self.fail_key(cur)) == (FAIL, None) else 0
 
 
 def _renumber(switches, cpu, op=None):
@@ -192,6 +216,10 @@ def _renumber(switches, cpu, op=None):
 
     waiting = []  # keys of switches to the removed CPU, not yet redirected
     for (cur, idx, step, n), (target, irq) in switches:
+        if target == FAIL:  # a failed call: gone with its CPU, else renumbered
+            if cur != cpu:
+                out.append(((new(cur), idx, step, n), (target, irq)))
+            continue
         if cur == cpu:
             if waiting and target != cpu:
                 out += [(key, (new(target), irq)) for key in waiting]

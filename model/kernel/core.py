@@ -83,6 +83,11 @@ class Kernel:
         self.setup = []  # async callables run before the CPUs start (boot)
         self.teardown = []  # async callables run after every CPU is done
         self.cells = {}  # Shared cell -> its value in this run (model.kernel.shared)
+        # Failure injection (fail_nth): when set, every allocation and
+        # dma_map_single a scheduled CPU makes is a failure point whose
+        # outcome the engine decides (``cpu.sched.fail_point``, see
+        # ``model.kernel.mm.should_fail``); boot and teardown never fail.
+        self.inject_failures = False
 
     def add_cpu(self, kind="cpu", name=None):
         cpu = Cpu(self, len(self.cpus), kind, name)

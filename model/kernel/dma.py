@@ -15,12 +15,19 @@ So every :class:`~model.kernel.mm.Page` has two views:
 A dma address is the physical address (no swiotlb, no bounce buffers): a
 page above the device's mask is handed out anyway, and the ``dma_map``
 event (hook ``iommu``) carries the mask so that an oracle can flag it.
+
+With failure injection on (``kernel.inject_failures``), every
+``dma_map_single`` a scheduled CPU makes is a failure point
+(:func:`model.kernel.mm.should_fail`): a failed map returns
+``DMA_MAPPING_ERROR`` (``dma_mapping_error()`` is true), maps nothing,
+cleans nothing and emits no ``dma_map`` event, as a full swiotlb or an
+exhausted IOVA space does.
 """
 
 from __future__ import annotations
 
 from .cpu import current
-from .mm import PAGE_SIZE, WORDS_PER_PAGE
+from .mm import PAGE_SIZE, WORDS_PER_PAGE, should_fail
 
 __all__ = [
     "DMA_BIDIRECTIONAL",
@@ -77,10 +84,14 @@ async def dma_map_single(dev, page, size, dir):
 
     For ``DMA_TO_DEVICE`` the range is cleaned, as the arch code does, so
     whatever the CPU wrote before the map is visible to the device.
-    Emits ``iommu("dma_map", {dev, page, addr, size, mask})``.
+    Emits ``iommu("dma_map", {dev, page, addr, size, mask})``.  An injected
+    failure returns ``DMA_MAPPING_ERROR`` and does none of that.
     """
     cpu = current()
     await cpu.sched.point(cpu)
+    if cpu.kernel.inject_failures:
+        if should_fail(cpu, f"dma_map_single({dev}, {page.tag or 'page'}, {size})", "DMA_MAPPING_ERROR"):
+            return DMA_MAPPING_ERROR
     addr = page.phys
     _emit(cpu, "dma_map", {"dev": dev, "page": page, "addr": addr, "size": size, "mask": dev.dma_mask})
     if dir != DMA_FROM_DEVICE:
@@ -89,6 +100,7 @@ async def dma_map_single(dev, page, size, dir):
 
 
 def dma_mapping_error(dev, addr):
+    """True for the address a failed ``dma_map_single`` returns."""
     return addr == DMA_MAPPING_ERROR
 
 

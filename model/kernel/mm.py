@@ -8,15 +8,24 @@ handed out lowest-pfn-first and freed pfns are reused, so a freed table page
 gets a new owner as it would in a real machine.
 
 Each page holds 1024 32-bit words: enough for DTE/PTE tables and DMA data.
+
+Failure injection (the kernel's fault injection as ``fail_nth`` arms it:
+``failslab``, ``fail_page_alloc``): with ``kernel.inject_failures`` set,
+every ``alloc_pages`` and ``kmalloc`` a scheduled CPU makes is a *failure
+point* (:func:`should_fail`): the engine decides whether the call returns
+NULL (``None``) instead of memory.  ``__GFP_NOFAIL`` allocations never fail
+(``should_fail_alloc_page`` and ``should_failslab`` refuse them), and
+neither does anything at boot or teardown (they run with no scheduler).
 """
 
 from __future__ import annotations
 
-from .cpu import current
+from .cpu import NULL_SCHED, current
 from .gfp import (
     __GFP_ACCOUNT,
     __GFP_DMA,
     __GFP_DMA32,
+    __GFP_NOFAIL,
     __GFP_ZERO,
     gfp_name,
     gfpflags_allow_blocking,
@@ -36,6 +45,7 @@ __all__ = [
     "page_to_phys",
     "phys_to_page",
     "phys_to_virt",
+    "should_fail",
     "SZ_4G",
 ]
 
@@ -46,6 +56,7 @@ WORDS_PER_PAGE = PAGE_SIZE // 4
 
 # Module-level aliases: inside a class body ``__GFP_X`` would be name-mangled.
 _GFP_ACCOUNT = __GFP_ACCOUNT
+_GFP_NOFAIL = __GFP_NOFAIL
 _GFP_ZONE_DMA32 = __GFP_DMA32 | __GFP_DMA
 
 _DMA32_FIRST_PFN = 0x1000  # 16 MiB: leave room for the "kernel image"
@@ -146,6 +157,23 @@ class PageAllocator:
         ]
 
 
+def should_fail(cpu, call, result, gfp=0):
+    """A failure point: True when the engine makes ``call`` fail (fail_nth).
+
+    Only with ``kernel.inject_failures`` (callers test it first: a search
+    without injection pays one attribute load), never for ``__GFP_NOFAIL``,
+    never without a scheduler (boot, teardown, plain model tests).  ``call``
+    (``alloc_pages(GFP_ATOMIC|__GFP_DMA32|__GFP_ZERO)``) and ``result``
+    (``NULL``) name it in reports.
+    """
+    if gfp & _GFP_NOFAIL:
+        return False
+    sched = cpu.sched
+    if sched is NULL_SCHED:
+        return False
+    return sched.fail_point(cpu, call, result)
+
+
 async def _allocator_entry(cpu, gfp, what):
     # might_alloc(gfp): fs_reclaim annotation + might_sleep_if(blocking)
     if gfpflags_allow_blocking(gfp):
@@ -155,11 +183,15 @@ async def _allocator_entry(cpu, gfp, what):
 
 
 async def alloc_pages(gfp, order=0, tag=None):
-    """Order-0 ``alloc_pages``; zeroed when ``__GFP_ZERO`` (always zero here anyway)."""
+    """Order-0 ``alloc_pages``; zeroed when ``__GFP_ZERO`` (always zero here anyway).
+
+    None (NULL) when failure injection fails it (:func:`should_fail`)."""
     if order != 0:
         raise ValueError("only order-0 pages are modelled")
     cpu = current()
     await _allocator_entry(cpu, gfp, "alloc_pages")
+    if cpu.kernel.inject_failures and should_fail(cpu, f"alloc_pages({gfp_name(gfp)})", "NULL", gfp):
+        return None
     page = cpu.kernel.mm.take(gfp, cpu.id, tag)
     for fn in cpu.kernel.hooks.alloc:
         fn(cpu, page)
@@ -181,8 +213,11 @@ def free_pages(page):
 
 
 async def kmalloc(size, gfp, tag=None, value=None):
+    """A ``KObj`` of ``size`` bytes, or None (NULL) when failure injection fails it."""
     cpu = current()
     await _allocator_entry(cpu, gfp, "kmalloc")
+    if cpu.kernel.inject_failures and should_fail(cpu, f"kmalloc({size}, {gfp_name(gfp)})", "NULL", gfp):
+        return None
     obj = KObj(size, gfp, cpu.id, tag, value)
     cpu.kernel.mm.objects.append(obj)
     cpu.kernel.mm.total_allocs += 1

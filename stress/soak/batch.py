@@ -15,7 +15,8 @@ Dask worker) can unpickle and call.  It guarantees:
   chooser :func:`stress.engine.explore` builds for index ``i``; the one
   difference from ``explore`` is PCT's ``k`` (its estimate of the points of
   a run), which grows from 64 within the batch instead of over the whole
-  search;
+  search, and so does the estimate of a schedule's failure points with
+  ``inject_failures`` (from :data:`stress.engine.FAIL_POINTS`);
 * lockdep keeps one graph per batch (with the ``cross-schedule`` checker):
   an order seen in one schedule of the batch and its inverse in a later one
   are a ``lock-inversion`` whose report names the earlier schedules
@@ -99,6 +100,7 @@ class BatchSpec:
     batch: int = 300
     schedules: int | None = None
     database: Callable[[], Any] | None = None
+    inject_failures: bool = False
 
 
 @dataclass
@@ -377,6 +379,9 @@ def run_batch(spec, k, known=frozenset(), start=None):
         seed=spec.seed,
         options={"checkers": names, "max_steps": spec.max_steps, "pct_depth": spec.pct_depth, "bound": 2},
     )
+    if spec.inject_failures:  # as explore: the run option, and the report's
+        opts["inject_failures"] = True
+        meta["options"]["inject_failures"] = True
     scenario = _scenario(spec.target)
     coverage = _Coverage()
     if spec.strategy == "hypothesis":
@@ -420,7 +425,7 @@ class _Range:
         self.hits = {}  # signature -> [kind, message, first index, count, outcome, concrete, priors]
 
     async def run(self, lo, stop, count_from):
-        from stress.engine import make_chooser
+        from stress.engine import FAIL_POINTS, make_chooser
         from stress.lockdep import LockGraph
         from stress.run import run_schedule_async
         from stress.scenarios import concretize, target_of
@@ -428,10 +433,11 @@ class _Range:
         from .signature import signature
 
         k = 64
+        fails = FAIL_POINTS if self.spec.inject_failures else None
         lockdep = "lockdep" in self.opts["checkers"]
         for index in range(lo, stop):
             counted = index >= count_from
-            chooser = make_chooser(self.spec.strategy, self.spec.seed, index, pct_depth=self.spec.pct_depth, k=k)
+            chooser = make_chooser(self.spec.strategy, self.spec.seed, index, pct_depth=self.spec.pct_depth, k=k, fail_points=fails)
             concrete, _ = concretize(self.scenario, self.spec.seed, index)
             graph = self.graph if self.keep_graph else (LockGraph() if lockdep else None)
             before = 0
@@ -447,6 +453,8 @@ class _Range:
             if graph is not None and counted and not self.keep_graph:
                 self.edges.update((a, b) for a, nxt in graph.fwd.items() for b in nxt)
             k = max(k, out.points)
+            if fails is not None:
+                fails = max(fails, out.fail_points)
             if not counted:
                 continue
             self.schedules += 1

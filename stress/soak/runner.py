@@ -120,7 +120,8 @@ def run_soak(
     """Run (or with ``resume`` continue) the soak in ``soakdir``; returns a :class:`Summary`.
 
     ``options`` (a new soak only): ``target``, ``strategy``, ``seed``,
-    ``checkers``, ``max_steps``, ``pct_depth``, ``batch``.  ``schedules``
+    ``checkers``, ``max_steps``, ``pct_depth``, ``batch``, and
+    ``inject_failures`` (optional, default off).  ``schedules``
     and ``duration_s`` limit the whole soak (None: no limit; on resume None
     keeps the stored limit).  ``executor`` defaults to a
     :class:`~stress.soak.pool.ProcessExecutor` of ``workers`` processes;
@@ -164,6 +165,7 @@ def run_soak(
         pct_depth=opts["pct_depth"],
         batch=opts["batch"],
         schedules=state.limits["schedules"],
+        inject_failures=bool(opts.get("inject_failures", False)),
         database=db if opts["strategy"] == "hypothesis" else None,
     )
     if executor is None:
