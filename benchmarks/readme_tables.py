@@ -11,8 +11,9 @@ how many seeds find it within that budget, the median seconds per seed, and
 the size of the shrunk report (operations, preemptions) of the first seed
 that finds it.
 (b) history: for vsi-v3, vsi-v3-gfp-or, vsi-mainline and vsi-fixed, every
-distinct kind that ``hunt --all-kinds`` finds in a fixed budget, with a
-line saying in kernel terms what the report shows.
+distinct bug (signature) that ``hunt --all-kinds`` finds in a fixed budget,
+each described by its own report (signature, message) and the hardware
+facts its verdict rests on.
 
 With ``--write`` the reports behind both tables are written too, shrunk, as
 ``hunt`` writes them (JSON and text), into ``docs/reports/zoo`` and
@@ -47,45 +48,19 @@ HISTORY = ["vsi-v3", "vsi-v3-gfp-or", "vsi-mainline", "vsi-fixed"]
 #: the history report the README shows in full (its Reports section)
 EXCERPT = ("vsi-v3", "data-race")
 
-#: what a report of this kind shows, in kernel terms, per driver (or "*")
-EXPLAIN = {
-    ("*", "sleep-in-atomic"): "a blocking allocation or sleeping call with a spinlock held and irqs off",
-    ("vsi-v3-gfp-or", "sleep-in-atomic"): "`GFP_KERNEL | GFP_ATOMIC` keeps `__GFP_DIRECT_RECLAIM`: map allocates a page table that may sleep under the irqsave domain lock",
-    ("vsi-v3", "gfp-accounting-dropped"): "map allocates page tables with a forced `GFP_ATOMIC | GFP_DMA32`: VFIO's `GFP_KERNEL_ACCOUNT` is dropped, the memory is not charged to the memcg",
-    ("vsi-v3", "dma-isolation"): "attach goes through the identity domain first: a VFIO-owned device's DMA bypasses translation during the switch",
-    ("vsi-v3", "assertion"): "`WARN_ON(!list_empty(iommus))` in domain_free: allocating a domain sets `iommu->domain` to identity, so the next attach's identity step returns early and leaves the IOMMU on the old domain's single `iommu->node` list",
-    ("vsi-v3", "data-race"): "attach writes `iommu->domain` while runtime suspend/resume read it with no lock (the review: suspend/resume must take the lock)",
-    ("vsi-v3-gfp-or", "assertion"): "as in vsi-v3 (the gfp change leaves attach as it was)",
-    ("vsi-v3-gfp-or", "data-race"): "as in vsi-v3: `iommu->domain` written by attach, read by suspend/resume without a lock",
-    ("vsi-v3-gfp-or", "dma-isolation"): "as in vsi-v3: the identity step inside attach opens a bypass window",
-    ("vsi-mainline", "data-race"): "driver state (`iommu->enable`, the `iommus` list) touched by the runtime-PM callbacks or another domain's lock holder without the lock that orders it",
-    ("vsi-mainline", "stale-tlb"): "`vsi_iommu_flush_tlb` skips a suspended IOMMU and resume does not flush: an unmap while suspended leaves a TLB line a DMA uses after resume",
-    ("vsi-mainline", "sleep-in-atomic"): "the IRQ handler calls `pm_runtime_resume_and_get()`, which may sleep, in hard-IRQ context",
-    ("vsi-mainline", "invalid-access"): "`vsi_iommu_identity_attach()` does `to_vsi_domain()` (container_of) on the bare static identity domain and locks a lock that is not there",
-    ("*", "mmio-while-suspended"): "registers are written while the IOMMU's clocks are off (suspend path not serialised with the others)",
-    ("*", "stale-tlb"): "a DMA used a TLB entry whose mapping was already unmapped and synced: a lost invalidation",
-    ("*", "dma-isolation"): "a DMA reached memory that no domain the device may use maps at that instant",
-    ("*", "lock-inversion"): "two paths take the same two lock classes in opposite orders",
-    ("*", "irq-lock-inversion"): "a lock taken in the IRQ handler is also taken with interrupts enabled",
-    ("*", "pagetable-use-after-free"): "table pages freed while the hardware still translates through them",
-    ("*", "dma32-violation"): "a table page above 4 GiB handed to 32-bit hardware",
-    ("*", "leak"): "memory left allocated after the devices and domains were released",
-    ("*", "data-race"): "a driver field read and written on two CPUs with no lock ordering them",
-    ("*", "assertion"): "a WARN_ON in the driver or core fired",
-    ("*", "invalid-access"): "a model object used as what it is not (container_of on the wrong type, use after free)",
-    ("*", "deadlock"): "every CPU with work left is blocked",
-    ("*", "lock-held-at-exit"): "an operation returned with a lock held or interrupts off",
-    ("*", "gfp-accounting-dropped"): "an allocation on behalf of a `GFP_KERNEL_ACCOUNT` caller lost `__GFP_ACCOUNT`",
-    ("*", "livelock"): "a CPU did not finish within the step bound",
-}
-
-
 def _cell(text):
     return text.replace("|", "\\|")
 
 
-def explain(driver, kind):
-    return EXPLAIN.get((driver, kind)) or EXPLAIN.get(("*", kind), "")
+def shows(report):
+    """What the report shows, from the report itself: its message, where the
+    splat names no place of its own (the signature does)."""
+    return report["violation"]["message"].splitlines()[0]
+
+
+def rests_on(report):
+    """The hardware facts the verdict rests on (``violation.assumptions``), or -."""
+    return "; ".join(report["violation"].get("assumptions") or ()) or "-"
 
 
 def _ops(report):
@@ -144,25 +119,25 @@ def zoo_rows(out=None):
 
 
 def history_rows(out=None, excerpt=None):
-    """Every distinct kind per driver; with ``out``, the first (shrunk) report of
-    each kind is written and linked (``--all-kinds`` keeps one per signature:
-    the table keeps one per kind)."""
+    """Every distinct bug (signature) per driver, each described by its own
+    report: the signature, the message, and the hardware facts it rests on;
+    with ``out``, each report is written and linked."""
     lines = [
-        "| driver | kinds found (`hunt --all-kinds`, pct, seed 0, %d schedules) | what the report shows | report |" % HISTORY_BUDGET,
-        "|---|---|---|---|",
+        "| driver | bug (signature; `hunt --all-kinds`, pct, seed 0, %d schedules) | what the report shows | rests on | report |" % HISTORY_BUDGET,
+        "|---|---|---|---|---|",
     ]
     for name in HISTORY:
         r = explore(driver_scenario(name, workload_config()), strategy="pct", schedules=HISTORY_BUDGET, seed=0, keep_going=True, shrink=out is not None)
         if not r.found:
-            lines.append(f"| {name} | none | clean over {r.schedules} schedules | - |")
+            lines.append(f"| {name} | none | clean over {r.schedules} schedules | - | - |")
             continue
-        first = {}
-        for v in r.violations:
-            first.setdefault(v.kind, v)
-        for kind, v in sorted(first.items()):
-            if excerpt is not None and (name, kind) == EXCERPT:
-                excerpt.append(report_text(v.report, path=os.path.join(REPORTS, "history", report_name(v.report) + ".json")))
-            lines.append(f"| {name} | {kind} | {_cell(explain(name, kind))} | {_link(v.report, 'history', out)} |")
+        for v in sorted(r.violations, key=lambda v: v.report["signature"]):
+            rep = v.report
+            if excerpt is not None and not excerpt and (name, v.kind) == EXCERPT:
+                excerpt.append(report_text(rep, path=os.path.join(REPORTS, "history", report_name(rep) + ".json")))
+            lines.append(
+                f"| {name} | `{_cell(rep['signature'])}` | {_cell(shows(rep))} | {_cell(rests_on(rep))} | {_link(rep, 'history', out)} |"
+            )
     return lines
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from errno import EBUSY, EINVAL, EIO, ENODEV, ENOENT, EPERM
 
 from model.hw import DmaMaster, IommuHw
+from model.hw.tlb import DEFAULT_RETENTION, RETENTION_EVENTS
 from model.iommu import (
     IOMMU_DOMAIN_DMA,
     IOMMU_DOMAIN_IDENTITY,
@@ -122,12 +123,18 @@ class SystemConfig:
     default_domain: str = "dma"  # "dma" or "identity" (iommu.passthrough=1)
     shared_irq: bool = False  # all IOMMUs on one IRQF_SHARED line: every handler runs on every fault
     teardown: bool = True  # give everything back at the end (leak checks)
+    tlb_retention: tuple = DEFAULT_RETENTION  # what the IOTLB survives (model.hw.tlb)
 
     @classmethod
     def from_dict(cls, d):
         d = d or {}
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        cfg = cls(**{k: v for k, v in d.items() if k in known})
+        bad = set(cfg.tlb_retention) - set(RETENTION_EVENTS)
+        if bad:
+            raise ValueError(f"tlb_retention: unknown event {sorted(bad)[0]!r} (known: {', '.join(RETENTION_EVENTS)})")
+        cfg.tlb_retention = tuple(cfg.tlb_retention)
+        return cfg
 
 
 @dataclass(eq=False)
@@ -169,7 +176,7 @@ class System:
         self.driver = drv = self.driver_cls()
         for i in range(cfg.iommus):
             irq = IOMMU_IRQ_BASE if cfg.shared_irq else IOMMU_IRQ_BASE + i
-            hw = IommuHw(k, f"iommu{i}", irq, layout=getattr(drv, "layout", "rk"))
+            hw = IommuHw(k, f"iommu{i}", irq, layout=getattr(drv, "layout", "rk"), tlb_retention=cfg.tlb_retention)
             pdev = PlatformDevice(k, f"iommu{i}", hw)
             ret = await platform_driver_probe(drv, pdev)
             if ret:

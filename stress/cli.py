@@ -18,6 +18,7 @@ import time
 
 from . import __version__
 from .cliargs import console as _console
+from .cliargs import add_tlb_retention
 from .cliargs import positive_int as _positive_int
 from .cliargs import print_rich as _print_rich
 from .cliargs import quiet_broken_pipe as _quiet_broken_pipe
@@ -83,10 +84,17 @@ def build_parser():
         default=20_000,
         help="steps one CPU may take in a schedule; past it, a CPU on a fair schedule is a livelock (default 20000)",
     )
+    h.add_argument(
+        "--inject-failures",
+        action="store_true",
+        help="make allocations and dma_map_single fail now and then, as the kernel's fail_nth does (a decision of the "
+        "schedule: recorded, replayed, shrunk away when the bug does not need it); off by default",
+    )
     h.add_argument("--no-shrink", action="store_true", help="write the schedule as found")
     h.add_argument("--log", default=None, help="append structured JSON-lines events to this file")
     h.add_argument("--cpus", type=_positive_int, default=None, help="CPUs for a driver workload")
     h.add_argument("--ops", type=_positive_int, default=None, help="operations per CPU for a driver workload")
+    add_tlb_retention(h)
 
     r = sub.add_parser("replay", help="re-run a report's schedule and print it as the report's .txt does")
     r.add_argument("report", help="a report's .json file, as hunt or soak wrote it")
@@ -163,7 +171,13 @@ def cmd_hunt(args):
             seed=args.seed,
             schedules=schedules,
             budget_s=args.budget_s,
-            options={"checkers": checkers, "max_steps": args.max_steps, "pct_depth": args.pct_depth, "bound": args.bound},
+            options={
+                "checkers": checkers,
+                "max_steps": args.max_steps,
+                "pct_depth": args.pct_depth,
+                "bound": args.bound,
+                **({"inject_failures": True} if args.inject_failures else {}),
+            },
             versions=versions(),
             host=socket.gethostname(),
         )
@@ -204,6 +218,7 @@ def cmd_hunt(args):
                 progress=progress,
                 on_find=on_find,
                 stop=stop,
+                **({"inject_failures": True} if args.inject_failures else {}),
             )
         except ScenarioError as e:
             raise UsageError(str(e)) from None
@@ -249,7 +264,9 @@ def cmd_hunt(args):
     return stop.exit_status() if stop() and result.schedules == 0 else 0
 
 
-def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_going, max_steps, shrink, target, on_find, stop, **_):
+def _hunt_with_machine(
+    scenario, *, schedules, seed, budget_s, checkers, keep_going, max_steps, shrink, target, on_find, stop, inject_failures=False, **_
+):
     """``--strategy hypothesis`` on a driver: the Hypothesis stateful machine.
 
     One example of the machine is one schedule (a plan grown step by step and
@@ -279,6 +296,7 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
         polish=shrink,
         stats=stats,
         stop=stop,
+        inject_failures=inject_failures,
     )
     search, shrink_runs = _machine_counts(stats, schedules, found is not None)
     result = Result(schedules=search, shrink_runs=shrink_runs, points=stats.get("points", 0))
@@ -291,6 +309,7 @@ def _hunt_with_machine(scenario, *, schedules, seed, budget_s, checkers, keep_go
                 "checkers": list(default_checkers() if checkers is None else checkers),
                 "max_steps": max_steps,
                 "machine": True,
+                **({"inject_failures": True} if inject_failures else {}),
             },
         }
         found.outcome.decisions = list(found.decisions)
@@ -380,6 +399,7 @@ def _print_hunt(result, target, stopped=None):
         con.print(
             f"  found at schedule {rep['schedule']} ({rep['strategy']}, seed {rep['seed']}); "
             f"shrunk {rep['found_decisions']} -> {len(rep['decisions'])} decisions, {rep['preemptions']} preemptions"
+            + (f", {len(rep['injected'])} injected failure{'s' if len(rep['injected']) > 1 else ''}" if rep.get("injected") else "")
         )
         con.print(f"  report: {escape(str(v.path))} (and .txt)")
     con.print(_covered(result))

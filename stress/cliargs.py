@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["number", "positive_int", "seed", "seconds", "is_tty", "console", "print_rich", "quiet_broken_pipe"]
+__all__ = ["number", "positive_int", "seed", "seconds", "tlb_retention", "add_tlb_retention", "is_tty", "console", "print_rich", "quiet_broken_pipe"]
 
 #: a pipe or a CI log: wide enough for any line, so nothing is folded
 PIPE_WIDTH = 100_000
@@ -37,6 +37,32 @@ def number(cast, ok, what):
 positive_int = number(int, lambda v: v >= 1, "a positive integer")
 seed = number(int, lambda v: v >= 0, "an integer seed >= 0")
 seconds = number(float, lambda v: 0 < v < float("inf"), "a positive number of seconds")
+
+
+def tlb_retention(text):
+    """``none`` or a comma-separated subset of ``model.hw.tlb.RETENTION_EVENTS``."""
+    from model.hw.tlb import RETENTION_EVENTS
+
+    if text.strip() == "none":
+        return []
+    events = [e.strip() for e in text.split(",") if e.strip()]
+    if not events or any(e not in RETENTION_EVENTS for e in events):
+        raise argparse.ArgumentTypeError(f"expected none or a comma-separated list of {', '.join(RETENTION_EVENTS)}, got {text!r}")
+    return [e for e in RETENTION_EVENTS if e in events]
+
+
+tlb_retention.__name__ = "tlb retention"
+
+
+def add_tlb_retention(parser):
+    """``--tlb-retention`` of hunt and soak (a driver workload's hardware parameter)."""
+    parser.add_argument(
+        "--tlb-retention",
+        type=tlb_retention,
+        default=None,
+        help="what the IOTLB survives: none, or a comma-separated list of disable,clock-off "
+        "(default: both, the VSI part's; a stale-tlb that rests on it says so in its report)",
+    )
 
 
 def is_tty(stream):

@@ -5,19 +5,26 @@ Format (``"format": "iommu-stress-report"``, ``"version": 2``)::
     tool        tool version that wrote it
     target      what ran: {"scenario": "pkg.mod:fn"} or {"driver": ..., "workload": ...}
     strategy, seed, schedule    how it was found (schedule = index in the search)
-    options     checkers, max_steps, pct_depth, bound
+    options     checkers, max_steps, pct_depth, bound; inject_failures (true, only
+                when the search injected failures: replay injects them too)
     signature   the bug's name: kind and where (stress.soak.signature)
     decisions   the shrunk schedule (replay input)
     found_decisions   length of the schedule before shrinking
     preemptions, points
-    violation   kind, message, splat, stacks {label: [frames]}, cpu, point
+    violation   kind, message, splat, stacks {label: [frames]}, cpu, point, and
+                ``assumptions`` (hardware facts the verdict rests on) if any
     timeline    [[step, actor, what, detail], ...]
     prior       only for a lockdep find that rests on orders seen in earlier
                 schedules of the search: [{schedule, target, decisions}, ...],
                 replayed in order (lockdep's graph only) before ``decisions``
+    injected    only when the schedule failed a call (failure injection):
+                [{call, result, cpu, op, where}, ...], the calls that failed
 
 Version 2 (this one) added ``prior`` and ``signature`` and prints stack frames as
-``function (path/file.py:LINE)``; version 1 reports still replay.
+``function (path/file.py:LINE)``; version 1 reports still replay.  Failure
+injection added ``options.inject_failures`` and ``injected`` without a new
+version: a report without them replays as before (no failure point, no
+decision for one), so every old report still replays.
 
 Everything in it is derived from the seed and options: writing the same find
 twice gives the same bytes.
@@ -68,7 +75,8 @@ def build_report(meta, index, outcome, original_decisions=None):
         "options": meta["options"],
         "decisions": list(outcome.decisions),
         "found_decisions": original_decisions if original_decisions is not None else len(outcome.decisions),
-        "preemptions": preemptions(outcome.decisions),
+        # an injected failure is a non-zero decision too, but no preemption
+        "preemptions": preemptions(outcome.decisions) - len(getattr(outcome, "injected", None) or ()),
         "points": outcome.points,
         "signature": signature(v),
         "violation": {
@@ -78,9 +86,36 @@ def build_report(meta, index, outcome, original_decisions=None):
             "stacks": v["stacks"],
             "cpu": v["cpu"],
             "point": v["point"],
+            **({"assumptions": list(v["assumptions"])} if v.get("assumptions") else {}),
         },
         "timeline": outcome.timeline or [],
+        **_injected(outcome),
     }
+
+
+def _injected(outcome):
+    """``{"injected": [...]}`` when the run failed calls (failure injection), else nothing."""
+    failed = getattr(outcome, "injected", None)
+    if not failed:
+        return {}
+    keys = ("call", "result", "cpu", "op", "where")
+    return {"injected": [{k: f[k] for k in keys} for f in failed]}
+
+
+def _failures(n):
+    return f"{n} injected failure" + ("" if n == 1 else "s")
+
+
+def injected_line(report):
+    """The header line naming the calls failure injection failed, or None."""
+    failed = report.get("injected")
+    if not failed:
+        return None
+    what = "; ".join(
+        f"{f['call'].split('(', 1)[0]} in {f['where']} failed ({f['cpu']}{': ' + f['op'] if f.get('op') else ''})"
+        for f in failed
+    )
+    return f"with failure injection: {what}"
 
 
 def dumps(report):
@@ -189,7 +224,10 @@ def report_text(report, *, full=False, path=None):
     lines = [
         f"iommu-stress {report['tool']}: {v['kind']} in {what}",
         f"found by {report['strategy']} (seed {report['seed']}, schedule {report['schedule']}); "
-        f"shrunk to {len(report['decisions'])} decisions, {report['preemptions']} preemptions",
+        f"shrunk to {len(report['decisions'])} decisions, {report['preemptions']} preemptions"
+        + (f", {_failures(len(report['injected']))}" if report.get("injected") else ""),
+        *([injected_line(report)] if report.get("injected") else []),
+        *(["rests on (hardware, not shown by the driver's source):", *(f"  {a}" for a in v["assumptions"])] if v.get("assumptions") else []),
         "",
         v["splat"],
         "",

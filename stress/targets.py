@@ -27,12 +27,15 @@ def target_from_args(args):
     The default driver is vsi-v3; a bad spec or an unknown driver is one
     :class:`UsageError` line, before any schedule runs.
     """
+    retention = getattr(args, "tlb_retention", None)
     if args.scenario:
+        if retention is not None:
+            raise UsageError("--tlb-retention is a parameter of a driver workload's hardware, not of --scenario")
         return resolve_scenario(args.scenario), {"scenario": args.scenario}
     from .workload import workload_config
 
     name = args.driver or "vsi-v3"
-    config = workload_config(cpus=args.cpus, ops=args.ops)
+    config = workload_config(cpus=args.cpus, ops=args.ops, tlb_retention=retention)
     return driver_scenario(name, config), {"driver": name, "workload": config}
 
 
@@ -54,6 +57,8 @@ def replay_report(report, trace=True):
 
     opts = report["options"]
     run_opts = {"checkers": opts.get("checkers"), "max_steps": opts.get("max_steps", 20_000)}
+    if opts.get("inject_failures"):
+        run_opts["inject_failures"] = True  # the failure points are decisions of the schedule
     prior = report.get("prior") or []
     if prior:
         base = prior_graph([(p["schedule"], scenario_for_target(p["target"]), p["decisions"]) for p in prior], run_opts)

@@ -81,3 +81,6 @@ async def clk_bulk_disable(num_clks, clks):
     clks.enable_count -= 1
     if clks.enable_count == 0:
         _event(cpu, clks, "clocks off")
+        tlb = getattr(clks.hw, "tlb", None)
+        if tlb is not None:
+            tlb.lose("clock-off")

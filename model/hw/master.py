@@ -24,7 +24,8 @@ class DmaAccess:
     ``paddr`` is where it landed, or None.  ``base``/``dt``/``pt`` are the
     table pages used: for a walk the ones it read (``base`` is the page the
     base register points at: the DT on rk, the PTA on vsi), for a TLB hit
-    those of the walk that filled the entry, which is ``fill``.
+    those of the walk that filled the entry, which is ``fill``; ``survived``
+    what that entry lived through (:data:`model.hw.tlb.RETENTION_EVENTS`).
     """
 
     seq: int
@@ -38,6 +39,7 @@ class DmaAccess:
     dt: object = None
     pt: object = None
     fill: DmaAccess | None = None
+    survived: tuple = ()  # a TLB hit: the retention events its entry lived through
 
     def __str__(self):
         where = f" -> {self.paddr:#x}" if self.paddr is not None else ""

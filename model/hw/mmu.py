@@ -69,7 +69,7 @@ from .regs import (
     VSI_MMU_IRQ_PAGE_FAULT,
     VSI_MMU_STATUS_BASE,
 )
-from .tlb import Tlb, TlbEntry
+from .tlb import DEFAULT_RETENTION, RETENTION_EVENTS, Tlb, TlbEntry
 from .walker import reachable_pages, walk
 
 __all__ = ["IommuHw", "readl", "writel"]
@@ -78,7 +78,7 @@ __all__ = ["IommuHw", "readl", "writel"]
 class IommuHw:
     """The MMU hardware of one IOMMU instance (``iommu->regs``)."""
 
-    def __init__(self, kernel, name, irq, layout="rk"):
+    def __init__(self, kernel, name, irq, layout="rk", tlb_retention=DEFAULT_RETENTION):
         if layout not in LAYOUTS:
             raise ValueError(f"unknown register layout {layout!r} (choose from {', '.join(LAYOUTS)})")
         self.kernel = kernel
@@ -86,7 +86,7 @@ class IommuHw:
         self.irq = irq
         self.layout = layout
         self.clks = ClkBulk(self)
-        self.tlb = Tlb()
+        self.tlb = Tlb(tlb_retention)
         # register state shared by both front-ends
         self.base = 0  # rk DTE_ADDR / vsi TLB_ARRAY_BASE_L (PTA)
         self.paging = False  # rk STATUS.PAGING_ENABLED / vsi AHB_CONTROL bit 0
@@ -176,6 +176,8 @@ class IommuHw:
         if cmd == RK_MMU_CMD_ENABLE_PAGING:
             self.paging = True
         elif cmd == RK_MMU_CMD_DISABLE_PAGING:
+            if self.paging:
+                self.tlb.lose("disable")
             self.paging = False
             self.stall = False
         elif cmd == RK_MMU_CMD_ENABLE_STALL:
@@ -222,6 +224,8 @@ class IommuHw:
         if off == VSI_MMU_AHB_TLB_ARRAY_BASE_L_BASE:
             self.base = value
         elif off == VSI_MMU_AHB_CONTROL_BASE:
+            if self.paging and not value & VSI_MMU_BIT_ENABLE:
+                self.tlb.lose("disable")
             self.paging = bool(value & VSI_MMU_BIT_ENABLE)
         elif off == VSI_MMU_AHB_EXCEPTION_BASE:
             self.exception = value
@@ -283,6 +287,7 @@ class IommuHw:
             acc.fill, acc.base, acc.dt, acc.pt = f, f.base, f.dt, f.pt
             if e.writable if is_write else e.readable:
                 acc.outcome = "tlb"
+                acc.survived = tuple(ev for ev in RETENTION_EVENTS if ev in e.survived)
                 acc.paddr = e.paddr | off
                 return acc
             self._page_fault(iova, is_write)

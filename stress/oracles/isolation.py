@@ -29,6 +29,13 @@ __all__ = ["IsolationOracle"]
 PAGE = 12
 
 
+#: what a stale-tlb find rests on when its entry lived through an event
+#: (model.hw.tlb.RETENTION_EVENTS); ``--tlb-retention none`` drops them
+RESTS_ON = {
+    "disable": "the IOTLB keeps its entries while translation is disabled (VSI AHB_CONTROL = 0, rk DISABLE_PAGING)",
+    "clock-off": "the IOTLB keeps its entries while the IOMMU's clocks are gated",
+}
+
 class _Mapping:
     __slots__ = ("paddr", "begin", "end")
 
@@ -163,4 +170,9 @@ class IsolationOracle:
             f"domains {acc.dev} may use now: " + (", ".join(repr(d) for d in allowed) or "none"),
             f"access: {acc}",
         ]
-        self.kernel.report(kind, msg, splat="\n".join(lines), stacks={}, cpu=None, where=where)
+        assumptions = [RESTS_ON[ev] for ev in acc.survived] if kind == "stale-tlb" else []
+        if assumptions:
+            lines += ["this rests on a hardware fact the model assumes (tlb_retention):", *(f"  {a}" for a in assumptions)]
+            self.kernel.report(kind, msg, splat="\n".join(lines), stacks={}, cpu=None, where=where, assumptions=assumptions)
+        else:
+            self.kernel.report(kind, msg, splat="\n".join(lines), stacks={}, cpu=None, where=where)

@@ -17,6 +17,7 @@ import re
 import signal
 import sys
 
+from ..cliargs import add_tlb_retention
 from ..cliargs import positive_int as _positive_int
 from ..cliargs import seconds as _seconds
 from ..cliargs import seed as _seed
@@ -50,7 +51,7 @@ def _duration(text):
 
 
 #: options fixed when a soak starts: ``--resume`` takes them from the soak
-_STORED = ("driver", "scenario", "strategy", "seed", "checkers", "pct_depth", "max_steps", "cpus", "ops", "batch")
+_STORED = ("driver", "scenario", "strategy", "seed", "checkers", "pct_depth", "max_steps", "cpus", "ops", "tlb_retention", "batch", "inject_failures")
 
 
 def add_parser(sub):
@@ -82,6 +83,13 @@ def add_parser(sub):
     )
     s.add_argument("--cpus", type=_positive_int, default=None, help="CPUs for a driver workload")
     s.add_argument("--ops", type=_positive_int, default=None, help="operations per CPU for a driver workload")
+    add_tlb_retention(s)
+    s.add_argument(
+        "--inject-failures",
+        action="store_true",
+        default=None,
+        help="make allocations and dma_map_single fail now and then, as the kernel's fail_nth does (off by default)",
+    )
     s.add_argument("--batch", type=_positive_int, default=None, help="schedules per batch (default 300: about a second)")
     s.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: every core)")
     s.add_argument("--duration", type=_duration, default=None, help="stop after this long in all (90s, 10m, 8h, 1h30m); with --schedules, whichever comes first")
@@ -112,7 +120,7 @@ def _options(args):
 
     _, target = target_from_args(args)  # a bad spec or driver is one line now, not a worker's traceback
     checkers = list(default_checkers()) if args.checkers is None else parse_checkers(args.checkers)
-    return {
+    options = {
         "target": target,
         "strategy": args.strategy or "pct",
         "seed": 0 if args.seed is None else args.seed,
@@ -121,6 +129,9 @@ def _options(args):
         "pct_depth": args.pct_depth or 3,
         "batch": args.batch or 300,
     }
+    if args.inject_failures:  # stored only when on: a soak without it stores what it always did
+        options["inject_failures"] = True
+    return options
 
 
 def cmd_soak(args):
