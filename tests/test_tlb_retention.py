@@ -1,6 +1,9 @@
 """What the IOTLB survives is a stated hardware parameter, and a finding that
 rests on it says so."""
 
+import json
+import os
+
 import pytest
 
 import stress
@@ -61,3 +64,16 @@ def test_mainline_stale_tlb_rests_on_retention_and_says_so():
 def test_mainline_has_no_stale_tlb_on_hardware_that_flushes():
     for seed in range(3):
         assert _stale((), seed) == []
+
+
+def test_cli_option_is_checked_and_recorded(tmp_path, capsys):
+    from stress.cli import main
+
+    assert main(["hunt", "--driver", "vsi-mainline", "--tlb-retention", "reboot"]) == 2
+    assert "--tlb-retention" in capsys.readouterr().err
+    assert main(["hunt", "--scenario", "stress.examples:abba", "--tlb-retention", "none"]) == 2
+    assert "not of --scenario" in capsys.readouterr().err
+    out = tmp_path / "r"
+    main(["hunt", "--driver", "vsi-mainline", "--tlb-retention", "clock-off", "--schedules", "20", "--out", str(out), "--json"])
+    reports = [json.load(open(out / n)) for n in os.listdir(out) if n.endswith(".json")]
+    assert reports and all(r["target"]["workload"]["tlb_retention"] == ["clock-off"] for r in reports)
