@@ -36,6 +36,7 @@ from model.kernel import (
     spin_unlock_irqrestore,
 )
 from model.kernel.dma import DMA_BIT_MASK, DMA_TO_DEVICE, dma_map_single
+from stress.examples import abba
 from stress.report import report_text
 from stress.run import replay_decisions
 from stress.soak.signature import signature
@@ -44,24 +45,6 @@ IRQ = 9
 
 
 # -- scenarios (keep them first: the golden files name their lines) ---------------------
-
-
-def abba(kernel):
-    a, b = SpinLock("lock_a"), SpinLock("lock_b")
-
-    async def cpu0():
-        await spin_lock(a)
-        await spin_lock(b)
-        spin_unlock(b)
-        spin_unlock(a)
-
-    async def cpu1():
-        await spin_lock(b)
-        await spin_lock(a)
-        spin_unlock(a)
-        spin_unlock(b)
-
-    return [cpu0, cpu1]
 
 
 def abc_cycle(kernel):
@@ -400,7 +383,7 @@ def test_circular_locking_header(splats):
     title = "WARNING: possible circular locking dependency detected"
     assert s[:3] == ["=" * len(title), title, "-" * len(title)]
     assert s[3] == "CPU1 is trying to acquire lock:"
-    assert s[4].startswith("(&lock_a){+...}-{3:3}, at: cpu1 (tests/test_splat_format.py:")
+    assert s[4].startswith("(&lock_a){+...}-{3:3}, at: cpu1 (stress/examples.py:")
     text = splats["circular-2"]["splat"]
     assert "\nbut task is already holding lock:\n(&lock_b)" in text
     assert "\nwhich lock already depends on the new lock.\n\n\nthe existing dependency chain (in reverse order) is:\n\n-> #1 (&lock_b)" in text
@@ -416,7 +399,7 @@ def test_circular_locking_header(splats):
         "  lock(&lock_a);\n\n"
         " *** DEADLOCK ***\n\n"
         "1 lock held by CPU1:\n"
-        " #0: (&lock_b){+...}-{3:3}, at: cpu1 (tests/test_splat_format.py:"
+        " #0: (&lock_b){+...}-{3:3}, at: cpu1 (stress/examples.py:"
     ) in text
     assert "\n\nstack backtrace:\nCPU: 1 PID: 0 Comm: CPU1\nCall trace:\n spin_lock\n" in text
 
