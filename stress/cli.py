@@ -21,7 +21,7 @@ from .cliargs import console as _console
 from .cliargs import add_tlb_retention
 from .cliargs import positive_int as _positive_int
 from .cliargs import print_rich as _print_rich
-from .cliargs import quiet_broken_pipe as _quiet_broken_pipe
+from .cliargs import run_command as _run_command
 from .cliargs import seconds as _seconds
 from .cliargs import seed as _seed
 from .analyze.cli import add_parser as add_analyze_parser
@@ -115,27 +115,20 @@ def build_parser():
 
 
 def main(argv=None):
-    try:
+    commands = {
+        "hunt": cmd_hunt,
+        "soak": cmd_soak,
+        "analyze": cmd_analyze,
+        "replay": cmd_replay,
+        "drivers": cmd_drivers,
+        "bench": cmd_bench,
+    }
+
+    def run():
         args = build_parser().parse_args(argv)
-        commands = {
-            "hunt": cmd_hunt,
-            "soak": cmd_soak,
-            "analyze": cmd_analyze,
-            "replay": cmd_replay,
-            "drivers": cmd_drivers,
-            "bench": cmd_bench,
-        }
-        code = commands[args.command](args)
-        sys.stdout.flush()  # a closed pipe is noticed here, not in the interpreter's last flush
-        return code
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
-    except UsageError as e:
-        print(f"iommu-stress: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("iommu-stress: interrupted", file=sys.stderr)
-        return 130
+        return commands[args.command](args)
+
+    return _run_command(run)
 
 
 # -- hunt -------------------------------------------------------------------------
@@ -298,7 +291,7 @@ def _hunt_with_machine(
         stop=stop,
         inject_failures=inject_failures,
     )
-    search, shrink_runs = _machine_counts(stats, schedules, found is not None)
+    search, shrink_runs = _machine_counts(stats)
     result = Result(schedules=search, shrink_runs=shrink_runs, points=stats.get("points", 0))
     if found is not None:
         meta = {
@@ -321,18 +314,13 @@ def _hunt_with_machine(
     return result
 
 
-def _machine_counts(stats, budget, found):
-    """``(search schedules, shrink runs)`` of a machine hunt's ``stats``.
-
-    The machine says where its search ended (``search_examples``, at the
-    first failure); one that does not is credited at most the budget, since
-    Hypothesis generates no more than ``max_examples`` examples.
-    """
+def _machine_counts(stats):
+    """``(search schedules, shrink runs)`` of a machine hunt's ``stats``: the
+    machine says where its search ended (``search_examples``, at the first
+    failure); without a find every example was search."""
     examples = stats.get("examples", 0)
-    search = stats.get("search_examples")
-    if search is None:
-        search = min(examples, budget) if found and budget else examples
-    return search, max(examples - search, 0)
+    search = stats.get("search_examples", examples)
+    return search, examples - search
 
 
 def _plural(n, word):

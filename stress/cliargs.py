@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["number", "positive_int", "seed", "seconds", "tlb_retention", "add_tlb_retention", "is_tty", "console", "print_rich", "quiet_broken_pipe"]
+__all__ = ["number", "positive_int", "seed", "seconds", "tlb_retention", "add_tlb_retention", "is_tty", "console", "print_rich", "quiet_broken_pipe", "run_command"]
 
 #: a pipe or a CI log: wide enough for any line, so nothing is folded
 PIPE_WIDTH = 100_000
@@ -116,3 +116,23 @@ def quiet_broken_pipe():
             pass
     os.close(devnull)
     return 141
+
+
+def run_command(thunk):
+    """Run ``thunk()`` (parse and run a subcommand) and return its exit status,
+    or the one every subcommand gives for a closed pipe (141, quietly), a
+    usage error (2, one line) and Ctrl-C before a command's own handlers (130)."""
+    from .errors import UsageError
+
+    try:
+        code = thunk()
+        sys.stdout.flush()  # a closed pipe is noticed here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except UsageError as e:
+        print(f"iommu-stress: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("iommu-stress: interrupted", file=sys.stderr)
+        return 130

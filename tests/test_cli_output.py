@@ -130,10 +130,7 @@ def test_drivers_in_a_pipe_is_one_whole_line_each():
 
 
 def test_bench_in_a_pipe_has_no_trailing_spaces():
-    t0 = time.monotonic()
     p = run("bench", "--quick")
-    if time.monotonic() - t0 > 20:
-        pytest.skip("bench --quick took over 20 s on this machine")
     assert p.returncode == 0, p.stderr
     assert_plain(p.stdout)
     assert "points_per_s_pct" in p.stdout

@@ -71,23 +71,13 @@ def main(argv=None):
     """Standalone entry point (until ``stress.cli`` wires it): ``python -m stress.analyze.cli PATH...``."""
     import argparse
 
-    from ..errors import UsageError
+    from ..cliargs import run_command
 
     p = argparse.ArgumentParser(prog="iommu-stress")
     sub = p.add_subparsers(dest="command", required=True)
     add_parser(sub)
     args = p.parse_args(["analyze", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        code = args.func(args)
-        sys.stdout.flush()  # a closed pipe is noticed here, not in the interpreter's last flush
-        return code
-    except BrokenPipeError:
-        from ..cliargs import quiet_broken_pipe
-
-        return quiet_broken_pipe()
-    except UsageError as e:
-        print(f"iommu-stress: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: args.func(args))
 
 
 if __name__ == "__main__":

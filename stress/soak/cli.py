@@ -17,7 +17,7 @@ import re
 import signal
 import sys
 
-from ..cliargs import add_tlb_retention
+from ..cliargs import add_tlb_retention, run_command
 from ..cliargs import positive_int as _positive_int
 from ..cliargs import seconds as _seconds
 from ..cliargs import seed as _seed
@@ -277,20 +277,7 @@ def main(argv=None):
     p = _Parser(prog="iommu-stress")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_parser(sub)
-    try:
-        code = cmd_soak(p.parse_args(["soak", *(sys.argv[1:] if argv is None else argv)]))
-        sys.stdout.flush()  # a closed pipe is noticed here, not in the interpreter's last flush
-        return code
-    except BrokenPipeError:
-        from ..cliargs import quiet_broken_pipe
-
-        return quiet_broken_pipe()
-    except UsageError as e:
-        print(f"iommu-stress: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # before the soak's own handlers were installed
-        print("iommu-stress: interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: cmd_soak(p.parse_args(["soak", *(sys.argv[1:] if argv is None else argv)])))
 
 
 if __name__ == "__main__":
