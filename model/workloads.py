@@ -29,8 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from errno import EBUSY, EINVAL, EIO, ENODEV, ENOENT, EPERM
 
-from model.hw import DmaMaster, IommuHw
-from model.hw.tlb import DEFAULT_RETENTION, RETENTION_EVENTS
+from model.hw import ClkBulk, DmaMaster, IommuHw, clk_bulk_prepare
+from model.hw.codec import CodecPmOps
+from model.hw.soc import DEFAULT_SOC, get_soc
+from model.kernel.genpd import pm_genpd_add_device, pm_genpd_init
+from model.hw.tlb import DEFAULT_RETENTION, DEFAULT_WALK_CACHE, RETENTION_EVENTS, WALK_CACHE_LEVELS
 from model.iommu import (
     IOMMU_DOMAIN_DMA,
     IOMMU_DOMAIN_IDENTITY,
@@ -64,10 +67,17 @@ from model.kernel import GFP_ATOMIC, GFP_KERNEL_ACCOUNT, ModelBug, current
 from model.kernel import gfp as _gfp
 from model.kernel.pm import (
     RPM_ACTIVE,
+    __pm_runtime_disable,
     flush_pm_wq,
+    pm_runtime_barrier,
     pm_runtime_enable,
+    pm_runtime_get_noresume,
     pm_runtime_put,
     pm_runtime_resume_and_get,
+    pm_sleep_callback,
+    pm_wq_freeze,
+    pm_wq_thaw,
+    wait_until,
 )
 
 __all__ = [
@@ -92,6 +102,9 @@ __all__ = [
     "op_dma",
     "op_fault_irq",
     "op_iova_to_phys",
+    "op_system_sleep",
+    "dpm_suspend",
+    "dpm_resume",
     "add_dma_agent",
     "teardown",
     "build_scenario",
@@ -124,6 +137,8 @@ class SystemConfig:
     shared_irq: bool = False  # all IOMMUs on one IRQF_SHARED line: every handler runs on every fault
     teardown: bool = True  # give everything back at the end (leak checks)
     tlb_retention: tuple = DEFAULT_RETENTION  # what the IOTLB survives (model.hw.tlb)
+    walk_cache: tuple = DEFAULT_WALK_CACHE  # paging-structure entries the MMU caches (model.hw.tlb)
+    soc: str = DEFAULT_SOC  # clocks and power domains shared with the master (model.hw.soc)
 
     @classmethod
     def from_dict(cls, d):
@@ -134,6 +149,11 @@ class SystemConfig:
         if bad:
             raise ValueError(f"tlb_retention: unknown event {sorted(bad)[0]!r} (known: {', '.join(RETENTION_EVENTS)})")
         cfg.tlb_retention = tuple(cfg.tlb_retention)
+        bad = set(cfg.walk_cache) - set(WALK_CACHE_LEVELS)
+        if bad:
+            raise ValueError(f"walk_cache: unknown level {sorted(bad)[0]!r} (known: {', '.join(WALK_CACHE_LEVELS)})")
+        cfg.walk_cache = tuple(l for l in WALK_CACHE_LEVELS if l in cfg.walk_cache)
+        get_soc(cfg.soc)
         return cfg
 
 
@@ -159,6 +179,8 @@ class System:
     changing: set = field(default_factory=set)  # devices whose default domain is being replaced
     reserved: set = field(default_factory=set)  # slots being allocated
     next_paddr: int = DATA_BASE
+    frozen: bool = False  # a system sleep is under way: tasks stay in the refrigerator (op_system_sleep)
+    suspended: list = field(default_factory=list)  # devices whose system suspend callback ran
 
     @classmethod
     def boot(cls, kernel, driver_cls, config=None):
@@ -174,10 +196,16 @@ class System:
     async def _boot(self):
         k, cfg = self.kernel, self.config
         self.driver = drv = self.driver_cls()
+        soc = get_soc(cfg.soc)
         for i in range(cfg.iommus):
             irq = IOMMU_IRQ_BASE if cfg.shared_irq else IOMMU_IRQ_BASE + i
-            hw = IommuHw(k, f"iommu{i}", irq, layout=getattr(drv, "layout", "rk"), tlb_retention=cfg.tlb_retention)
+            hw = IommuHw(k, f"iommu{i}", irq, layout=getattr(drv, "layout", "rk"), tlb_retention=cfg.tlb_retention, walk_cache=cfg.walk_cache)
             pdev = PlatformDevice(k, f"iommu{i}", hw)
+            if soc.power_domain:  # dev_pm_domain_attach() before the driver's probe
+                pd = pm_genpd_init(f"pd_vpu{i}")
+                pd.hws.append(hw)
+                hw.power_domain = pd
+                pm_genpd_add_device(pd, pdev)
             ret = await platform_driver_probe(drv, pdev)
             if ret:
                 raise ModelBug(f"{drv.name}: probe of {pdev} failed ({ret})")
@@ -187,6 +215,12 @@ class System:
         for i, pdev in enumerate(self.iommus):
             dev = Device(k, f"vpu{i}")
             dev.fwspec = IommuFwspec(pdev)
+            # the master's driver: its clocks (the IOMMU's, on a SoC that shares them)
+            clks = ClkBulk(dev, pdev.hw.clks.core if soc.shared_clocks else None)
+            await clk_bulk_prepare(1, clks)
+            dev.pm_ops = CodecPmOps(clks)
+            if pdev.hw.power_domain is not None:
+                pm_genpd_add_device(pdev.hw.power_domain, dev)
             pm_runtime_enable(dev)
             ret = await iommu_probe_device(dev, def_type)
             if ret:
@@ -250,9 +284,15 @@ def _dom_name(dom):
     return f"default{dom[1]}" if isinstance(dom, tuple) else f"d{dom}"
 
 
-def _begin(name):
-    """Workload operation ``name`` starts on this CPU (hook ``op_begin``)."""
+async def _begin(sys, name):
+    """Workload operation ``name`` starts on this CPU (hook ``op_begin``).
+
+    While a system sleep is under way (``sys.frozen``) the task is frozen
+    here, at the start of its next operation (``try_to_freeze``), until the
+    system is thawed: the operation then runs, as a frozen task's does."""
     cpu = current()
+    if sys.frozen:
+        await wait_until(lambda: not sys.frozen, "refrigerator")
     cpu.op = name
     for fn in cpu.kernel.hooks.op_begin:
         fn(cpu, name)
@@ -273,7 +313,7 @@ def _end(cpu, ret):
 async def op_map(sys, dom, iova, size=SZ_4K, gfp=None, prot=PROT_RW):
     """``iommu_map`` on a user domain (slot ``dom``; VFIO: GFP_KERNEL_ACCOUNT) or on
     a device's default domain (``("default", i)``; the DMA API: GFP_ATOMIC)."""
-    cpu = _begin(f"map({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)")
+    cpu = await _begin(sys, f"map({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)")
     domain, err = sys._domain(dom)
     if err:
         return _end(cpu, err)
@@ -287,7 +327,7 @@ async def op_map(sys, dom, iova, size=SZ_4K, gfp=None, prot=PROT_RW):
 
 async def op_unmap(sys, dom, iova, size=SZ_4K):
     """``iommu_unmap``: the bytes unmapped, or -errno when the domain is gone."""
-    cpu = _begin(f"unmap({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)")
+    cpu = await _begin(sys, f"unmap({_dom_name(dom)}, {iova:#x}, {size // SZ_4K}p)")
     domain, err = sys._domain(dom)
     if err:
         return _end(cpu, err)
@@ -298,7 +338,7 @@ async def op_unmap(sys, dom, iova, size=SZ_4K):
 
 
 async def op_iova_to_phys(sys, dom, iova):
-    cpu = _begin(f"iova_to_phys({_dom_name(dom)}, {iova:#x})")
+    cpu = await _begin(sys, f"iova_to_phys({_dom_name(dom)}, {iova:#x})")
     domain, err = sys._domain(dom)
     if err:
         return _end(cpu, err)
@@ -345,7 +385,7 @@ async def op_attach(sys, dev, dom):
     """Attach to device ``dev`` (an index): user domain slot ``dom``, or
     ``"blocked"`` (an owned group detaches its user domain), ``"identity"`` /
     ``"dma"`` (a new default domain of that type, as through sysfs)."""
-    cpu = _begin(f"attach(vpu{dev}, {dom if isinstance(dom, str) else _dom_name(dom)})")
+    cpu = await _begin(sys, f"attach(vpu{dev}, {dom if isinstance(dom, str) else _dom_name(dom)})")
     d = sys.devices[dev]
     if d in sys.busy:
         return _end(cpu, -EBUSY)
@@ -371,7 +411,7 @@ async def op_attach(sys, dev, dom):
 
 async def op_detach(sys, dev):
     """Detach the user domain of ``dev``: back to blocking (owned) or default."""
-    cpu = _begin(f"detach(vpu{dev})")
+    cpu = await _begin(sys, f"detach(vpu{dev})")
     d = sys.devices[dev]
     cur = sys.attached[d]
     if d in sys.busy:
@@ -392,7 +432,7 @@ async def op_detach(sys, dev):
 
 async def op_claim_dma_owner(sys, dev):
     """VFIO opens the device: ``iommu_device_claim_dma_owner`` (blocking domain)."""
-    cpu = _begin(f"claim(vpu{dev})")
+    cpu = await _begin(sys, f"claim(vpu{dev})")
     d = sys.devices[dev]
     if d in sys.busy:
         return _end(cpu, -EBUSY)
@@ -406,7 +446,7 @@ async def op_claim_dma_owner(sys, dev):
 
 async def op_release_dma_owner(sys, dev):
     """VFIO closes it: the last release puts the default domain back."""
-    cpu = _begin(f"release(vpu{dev})")
+    cpu = await _begin(sys, f"release(vpu{dev})")
     d = sys.devices[dev]
     if not sys.owned[d]:
         return _end(cpu, -EINVAL)
@@ -429,7 +469,7 @@ async def op_release_dma_owner(sys, dev):
 async def op_unbind(sys, dev):
     """Its kernel driver is unbound (``echo ... > unbind``): the driver core
     drops its use of the default domain, so VFIO may claim the group."""
-    cpu = _begin(f"unbind(vpu{dev})")
+    cpu = await _begin(sys, f"unbind(vpu{dev})")
     d = sys.devices[dev]
     if not sys.bound[d]:
         return _end(cpu, -ENODEV)
@@ -446,7 +486,7 @@ async def op_unbind(sys, dev):
 async def op_bind(sys, dev):
     """A kernel driver binds: ``iommu_device_use_default_domain`` (-EBUSY while
     VFIO owns the group)."""
-    cpu = _begin(f"bind(vpu{dev})")
+    cpu = await _begin(sys, f"bind(vpu{dev})")
     d = sys.devices[dev]
     if sys.bound[d]:
         return _end(cpu, -EBUSY)
@@ -462,7 +502,7 @@ async def op_bind(sys, dev):
 
 async def op_domain_alloc(sys, dom, dev=None):
     """Allocate a paging domain into free slot ``dom`` (for ``dev``'s IOMMU)."""
-    cpu = _begin(f"domain_alloc(d{dom})")
+    cpu = await _begin(sys, f"domain_alloc(d{dom})")
     if not 0 <= dom < len(sys.slots):
         return _end(cpu, -EINVAL)
     if sys.slots[dom] is not None or dom in sys.reserved:
@@ -480,7 +520,7 @@ async def op_domain_alloc(sys, dom, dev=None):
 
 async def op_domain_free(sys, dom):
     """``iommu_domain_free`` of slot ``dom``: -EBUSY while attached or in use."""
-    cpu = _begin(f"domain_free(d{dom})")
+    cpu = await _begin(sys, f"domain_free(d{dom})")
     domain, err = sys._domain(dom)
     if err:
         return _end(cpu, err)
@@ -495,7 +535,7 @@ async def op_domain_free(sys, dom):
 async def op_suspend(sys, dev):
     """The master's driver is idle: ``pm_runtime_put`` (the worker suspends it,
     then the IOMMU through the device link)."""
-    cpu = _begin(f"suspend(vpu{dev})")
+    cpu = await _begin(sys, f"suspend(vpu{dev})")
     d = sys.devices[dev]
     if not sys.pm_refs[d]:
         return _end(cpu, -EINVAL)
@@ -505,7 +545,7 @@ async def op_suspend(sys, dev):
 
 async def op_resume(sys, dev):
     """The master's driver needs it: ``pm_runtime_resume_and_get`` (IOMMU first)."""
-    cpu = _begin(f"resume(vpu{dev})")
+    cpu = await _begin(sys, f"resume(vpu{dev})")
     d = sys.devices[dev]
     ret = await pm_runtime_resume_and_get(d)
     if ret == 0:
@@ -525,14 +565,118 @@ async def _dma(sys, dev, iova, write):
 async def op_dma(sys, dev, iova, write=False):
     """The master of ``dev`` issues one access at ``iova`` (if it is powered):
     the :class:`~model.hw.DmaAccess`, or -EIO."""
-    cpu = _begin(f"dma(vpu{dev}, {iova:#x}, {'w' if write else 'r'})")
+    cpu = await _begin(sys, f"dma(vpu{dev}, {iova:#x}, {'w' if write else 'r'})")
     return _end(cpu, await _dma(sys, dev, iova, write))
 
 
 async def op_fault_irq(sys, dev):
     """A DMA at an IOVA nobody maps: the IOMMU faults and raises its IRQ."""
-    cpu = _begin(f"fault(vpu{dev})")
+    cpu = await _begin(sys, f"fault(vpu{dev})")
     return _end(cpu, await _dma(sys, dev, FAULT_IOVA, False))
+
+
+# -- system sleep ---------------------------------------------------------------------
+#
+# ``echo mem > /sys/power/state``: pm_suspend() -> enter_state() ->
+# suspend_devices_and_enter() (kernel/power/suspend.c), the device phases of
+# drivers/base/power/main.c.  What may run while devices suspend, and what the
+# model therefore lets run:
+#
+# * user space is frozen first (freeze_processes), then freezable kernel
+#   threads and freezable workqueues (freeze_kernel_threads): pm_wq is one
+#   (WQ_FREEZABLE, kernel/power/main.c), so no runtime-PM work runs from
+#   before the devices suspend until after they resume; requests queued
+#   before stay queued (device_suspend's pm_runtime_barrier() and
+#   pm_runtime_force_suspend()'s pm_runtime_disable() cancel them, a pending
+#   resume is carried out first);
+# * every workload operation is a task's (VFIO, DMA API, the master's driver)
+#   or a master's DMA: the freezer stops tasks at their next operation, and
+#   a master's own driver is suspended before the IOMMU (consumers before
+#   suppliers: dpm_list order and device links), so nothing of the workload
+#   runs while an IOMMU suspends or resumes - an operation that comes while
+#   the system is frozen waits for the thaw (it is not lost, as a frozen
+#   task's is not);
+# * interrupts stay on until suspend_device_irqs() (the noirq phase), but in
+#   this machine only a master's fault raises one, and the masters are
+#   stopped: a line raised before is delivered before the devices suspend
+#   (the freeze takes milliseconds; the model waits for it), and none is
+#   raised after.  The window the model explores is therefore the state the
+#   runtime left behind (pending requests, a transition under way, usage
+#   counts, links) meeting the drivers' system-sleep callbacks.
+#
+# dpm_list is probe order: the IOMMUs, then the masters (each after its
+# IOMMU); suspend walks it backwards, resume forwards.
+
+
+def _dpm_list(sys):
+    return list(sys.iommus) + list(sys.devices)
+
+
+async def dpm_suspend(sys):
+    """dpm_prepare + dpm_suspend + dpm_suspend_late (+ noirq, where nothing is
+    left to stop): 0, or the errno of the first callback that failed (the
+    devices suspended so far are then resumed, as dpm_resume_end does)."""
+    devs = _dpm_list(sys)
+    for dev in devs:
+        pm_runtime_get_noresume(dev)  # device_prepare: no runtime suspend until complete
+    sys.suspended = []
+    for dev in reversed(devs):  # device_suspend
+        await pm_runtime_barrier(dev)
+        cb = pm_sleep_callback(dev, "suspend")
+        ret = await cb(dev) if cb is not None else 0
+        if ret:
+            await dpm_resume(sys, late=False)
+            return ret
+        sys.suspended.append(dev)
+    for dev in reversed(devs):  # device_suspend_late: no pending-resume check
+        await __pm_runtime_disable(dev, False)
+    return 0
+
+
+async def dpm_resume(sys, late=True):
+    """dpm_resume_early (runtime PM on again) + dpm_resume + dpm_complete
+    (``device_prepare``'s reference dropped: an idle request, for after the thaw)."""
+    devs = _dpm_list(sys)
+    if late:
+        for dev in devs:  # device_resume_early
+            pm_runtime_enable(dev)
+    for dev in devs:  # device_resume: only what device_suspend suspended
+        if dev in sys.suspended:
+            cb = pm_sleep_callback(dev, "resume")
+            if cb is not None:
+                await cb(dev)  # an error is logged (dpm_save_failed_dev), not undone
+    sys.suspended = []
+    for dev in reversed(devs):  # device_complete
+        await pm_runtime_put(dev)
+
+
+async def op_system_sleep(sys):
+    """``echo mem > /sys/power/state`` from this CPU: freeze the tasks (each
+    stops at its next operation) and pm_wq, suspend the devices, wake up,
+    resume them, thaw.  The write returns after the resume, so the system
+    is always awake again when the operation ends.  -EBUSY while another
+    transition runs (``mutex_trylock(&system_transition_mutex)``)."""
+    cpu = current()
+    if sys.frozen:
+        await cpu.sched.point(cpu)
+        return -EBUSY
+    sys.frozen = True
+    cpu.op = "system_sleep()"
+    for fn in cpu.kernel.hooks.op_begin:
+        fn(cpu, cpu.op)
+    k = sys.kernel
+    # suspend_freeze_processes(): every other task reaches the refrigerator
+    await wait_until(lambda: all(c.op is None for c in k.cpus if c is not cpu), "freeze_processes")
+    await pm_wq_freeze(k)  # freeze_kernel_threads(): freezable workqueues too
+    # an interrupt raised before is handled long before the devices suspend
+    await wait_until(lambda: not k.irq.pending and not any(c.hardirq for c in k.cpus), "pending interrupts")
+    ret = await dpm_suspend(sys)
+    if ret == 0:
+        # suspend_enter(): asleep; a wakeup event; dpm_resume_noirq ...
+        await dpm_resume(sys)
+    pm_wq_thaw(k)  # suspend_thaw_processes()
+    sys.frozen = False
+    return _end(cpu, ret)
 
 
 def add_dma_agent(sys, dev, iovas, write=False):
@@ -612,6 +756,7 @@ PROGRAM_OPS = {
     "dma": lambda s, a: op_dma(s, a["dev"], iova_of(a["iova"]), bool(a.get("write", False))),
     "fault": lambda s, a: op_fault_irq(s, a["dev"]),
     "iova_to_phys": lambda s, a: op_iova_to_phys(s, a["dom"], iova_of(a["iova"])),
+    "system_sleep": lambda s, a: op_system_sleep(s),
 }
 
 

@@ -65,7 +65,13 @@ __all__ = [
 ]
 
 #: operation kinds that get a rule of their own: rule name -> kind
-SPECIAL_RULES = {"issue_dma": "dma", "suspend": "suspend", "resume": "resume", "raise_fault": "fault"}
+SPECIAL_RULES = {
+    "issue_dma": "dma",
+    "suspend": "suspend",
+    "resume": "resume",
+    "raise_fault": "fault",
+    "system_sleep": "system_sleep",
+}
 
 #: default bounds of a plan
 MAX_SEGMENTS = 16

@@ -56,7 +56,7 @@ __all__ = [
 #: ``OP_KINDS`` from the simplest operation to the most involved: what a
 #: shrunk program prefers.  Pure page-table work first, then DMA and
 #: translation queries, then attach paths, domain lifetime, ownership, and
-#: power and interrupts last.
+#: power and interrupts last; a system sleep (the whole machine) after all.
 KIND_ORDER = (
     "map",
     "unmap",
@@ -76,6 +76,7 @@ KIND_ORDER = (
     "suspend",
     "resume",
     "fault",
+    "system_sleep",
 )
 
 #: sizes of a mapping in pages; the first is the simplest

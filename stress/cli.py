@@ -18,7 +18,7 @@ import time
 
 from . import __version__
 from .cliargs import console as _console
-from .cliargs import add_tlb_retention
+from .cliargs import add_hardware
 from .cliargs import positive_int as _positive_int
 from .cliargs import print_rich as _print_rich
 from .cliargs import run_command as _run_command
@@ -94,7 +94,7 @@ def build_parser():
     h.add_argument("--log", default=None, help="append structured JSON-lines events to this file")
     h.add_argument("--cpus", type=_positive_int, default=None, help="CPUs for a driver workload")
     h.add_argument("--ops", type=_positive_int, default=None, help="operations per CPU for a driver workload")
-    add_tlb_retention(h)
+    add_hardware(h)
 
     r = sub.add_parser("replay", help="re-run a report's schedule and print it as the report's .txt does")
     r.add_argument("report", help="a report's .json file, as hunt or soak wrote it")

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["number", "positive_int", "seed", "seconds", "tlb_retention", "add_tlb_retention", "is_tty", "console", "print_rich", "quiet_broken_pipe", "run_command"]
+__all__ = ["number", "positive_int", "seed", "seconds", "tlb_retention", "walk_cache", "soc", "HARDWARE_PARAMS", "add_hardware", "is_tty", "console", "print_rich", "quiet_broken_pipe", "run_command"]
 
 #: a pipe or a CI log: wide enough for any line, so nothing is folded
 PIPE_WIDTH = 100_000
@@ -54,14 +54,58 @@ def tlb_retention(text):
 tlb_retention.__name__ = "tlb retention"
 
 
-def add_tlb_retention(parser):
-    """``--tlb-retention`` of hunt and soak (a driver workload's hardware parameter)."""
+def walk_cache(text):
+    """``none`` or a comma-separated subset of ``model.hw.tlb.WALK_CACHE_LEVELS``."""
+    from model.hw.tlb import WALK_CACHE_LEVELS
+
+    if text.strip() == "none":
+        return []
+    levels = [e.strip() for e in text.split(",") if e.strip()]
+    if not levels or any(e not in WALK_CACHE_LEVELS for e in levels):
+        raise argparse.ArgumentTypeError(f"expected none or a comma-separated list of {', '.join(WALK_CACHE_LEVELS)}, got {text!r}")
+    return [e for e in WALK_CACHE_LEVELS if e in levels]
+
+
+walk_cache.__name__ = "walk cache levels"
+
+
+def soc(text):
+    """The name of a SoC profile (``model.hw.soc.SOCS``)."""
+    from model.hw.soc import SOCS
+
+    if text not in SOCS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(SOCS)}, got {text!r}")
+    return text
+
+
+soc.__name__ = "SoC profile"
+
+#: hardware parameters of a driver workload: (dest, flag); a report records them
+HARDWARE_PARAMS = (("tlb_retention", "--tlb-retention"), ("walk_cache", "--walk-cache"), ("soc", "--soc"))
+
+
+def add_hardware(parser):
+    """The hardware parameters of hunt and soak (a driver workload's, stated in its report)."""
     parser.add_argument(
         "--tlb-retention",
         type=tlb_retention,
         default=None,
-        help="what the IOTLB survives: none, or a comma-separated list of disable,clock-off "
-        "(default: both, the VSI part's; a stale-tlb that rests on it says so in its report)",
+        help="what the IOTLB survives: none, or a comma-separated list of disable,clock-off,power-off "
+        "(default: disable,clock-off, the VSI part's; a stale-tlb that rests on it says so in its report)",
+    )
+    parser.add_argument(
+        "--walk-cache",
+        type=walk_cache,
+        default=None,
+        help="which table entries the MMU caches besides translations: none, or a comma-separated list of pta,dte "
+        "(default: both; a finding that rests on a stale cached entry says so in its report)",
+    )
+    parser.add_argument(
+        "--soc",
+        type=soc,
+        default=None,
+        help="how the IOMMU shares clocks and power with its master: rk3588 (default: one clock pair and "
+        "one power domain for both, as in rk3588-base.dtsi) or standalone (own clocks, always powered)",
     )
 
 

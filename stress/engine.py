@@ -203,6 +203,11 @@ class _Reporter:
     def known(self, out):
         return signature(out.violation) in self.signatures
 
+    def kasan_reported(self):
+        """Later finds run, shrink, replay and say so with KASAN silent (stress.oracles.kasan)."""
+        self.opts = dict(self.opts, kasan_reported=True)
+        self.meta = dict(self.meta, options=dict(self.meta["options"], kasan_reported=True))
+
     def __call__(self, result, index, out, concrete, concrete_target, priors):
         """Shrink and report ``out`` (runs in a thread: shrinking runs schedules of its own)."""
         self.signatures.add(signature(out.violation))
@@ -268,6 +273,10 @@ class _Search:
                 await trio.to_thread.run_sync(report, result, index, out, concrete, concrete_target, priors)
                 if not keep_going:
                     break
+            if out.violation is not None and out.violation.get("kasan") and not self.opts.get("kasan_reported"):
+                # KASAN reports the first bug of a boot; the search is one boot
+                self.opts = dict(self.opts, kasan_reported=True)
+                report.kasan_reported()
             index += 1
         else:
             if exhaustive is not None and exhaustive.done():

@@ -211,6 +211,18 @@ def load_report(path):
     return data
 
 
+def hardware_line(workload):
+    """The hardware a driver workload ran on: SoC profile and TLB retention."""
+    from model.hw.soc import DEFAULT_SOC, SOCS
+    from model.hw.tlb import DEFAULT_RETENTION
+
+    name = workload.get("soc") or DEFAULT_SOC
+    soc = f"{name} ({SOCS[name].source})" if name in SOCS else str(name)
+    retention = workload.get("tlb_retention")
+    kept = ", ".join(map(str, DEFAULT_RETENTION if retention is None else retention)) or "nothing"
+    return f"hardware: {soc}; the IOTLB survives: {kept}"
+
+
 def report_text(report, *, full=False, path=None):
     """The mailing-list form: header, the splat, any stack it lacks, the schedule.
 
@@ -227,6 +239,7 @@ def report_text(report, *, full=False, path=None):
         f"shrunk to {len(report['decisions'])} decisions, {report['preemptions']} preemptions"
         + (f", {_failures(len(report['injected']))}" if report.get("injected") else ""),
         *([injected_line(report)] if report.get("injected") else []),
+        *([hardware_line(t["workload"])] if isinstance(t.get("workload"), dict) else []),
         *(["rests on (hardware, not shown by the driver's source):", *(f"  {a}" for a in v["assumptions"])] if v.get("assumptions") else []),
         "",
         v["splat"],

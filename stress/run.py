@@ -74,9 +74,11 @@ async def run_schedule_async(
     lock_graph=None,
     lockdep_base=None,
     inject_failures=False,
+    kasan_reported=False,
 ):
     kernel = Kernel()
     kernel.inject_failures = bool(inject_failures)
+    kernel.kasan_reported = bool(kasan_reported)  # KASAN already spoke this boot (stress.oracles.kasan)
     tracer = None
     if trace:
         tracer = Tracer(kernel)

@@ -27,15 +27,18 @@ def target_from_args(args):
     The default driver is vsi-v3; a bad spec or an unknown driver is one
     :class:`UsageError` line, before any schedule runs.
     """
-    retention = getattr(args, "tlb_retention", None)
+    from .cliargs import HARDWARE_PARAMS
+
+    hardware = {dest: getattr(args, dest, None) for dest, _ in HARDWARE_PARAMS}
     if args.scenario:
-        if retention is not None:
-            raise UsageError("--tlb-retention is a parameter of a driver workload's hardware, not of --scenario")
+        for dest, flag in HARDWARE_PARAMS:
+            if hardware[dest] is not None:
+                raise UsageError(f"{flag} is a parameter of a driver workload's hardware, not of --scenario")
         return resolve_scenario(args.scenario), {"scenario": args.scenario}
     from .workload import workload_config
 
     name = args.driver or "vsi-v3"
-    config = workload_config(cpus=args.cpus, ops=args.ops, tlb_retention=retention)
+    config = workload_config(cpus=args.cpus, ops=args.ops, **hardware)
     return driver_scenario(name, config), {"driver": name, "workload": config}
 
 
@@ -59,6 +62,8 @@ def replay_report(report, trace=True):
     run_opts = {"checkers": opts.get("checkers"), "max_steps": opts.get("max_steps", 20_000)}
     if opts.get("inject_failures"):
         run_opts["inject_failures"] = True  # the failure points are decisions of the schedule
+    if opts.get("kasan_reported"):
+        run_opts["kasan_reported"] = True  # found after KASAN's one report of the search
     prior = report.get("prior") or []
     if prior:
         base = prior_graph([(p["schedule"], scenario_for_target(p["target"]), p["decisions"]) for p in prior], run_opts)

@@ -3,7 +3,7 @@
 A hunt with ``--driver`` runs, for every schedule, a fresh machine booted
 with that driver (:mod:`model.workloads`) and one program per CPU: a short
 list of operations (map, unmap, attach, claim/release DMA ownership, domain
-alloc/free, suspend, resume, DMA, fault, iova_to_phys).  Programs are drawn
+alloc/free, suspend, resume, DMA, fault, iova_to_phys, system sleep).  Programs are drawn
 from the seed and the schedule number with swarm testing (Groce et al.):
 each schedule enables a random subset of the operation kinds, which finds
 more distinct bugs than always-everything.  The programs are part of the
@@ -18,6 +18,7 @@ from .loader import import_object
 
 __all__ = [
     "OP_KINDS",
+    "SYSTEM_KINDS",
     "driver_label",
     "DEFAULT_WORKLOAD",
     "workload_config",
@@ -46,7 +47,16 @@ OP_KINDS = {
     "dma": ("dev", "iova", "write"),
     "fault": ("dev",),
     "iova_to_phys": ("dom", "iova"),
+    "system_sleep": (),
 }
+
+#: kinds that act on the whole machine (a system sleep freezes every other
+#: CPU): at most one per schedule, drawn from a stream of their own so that
+#: the programs of the other kinds are those earlier versions drew
+SYSTEM_KINDS = ("system_sleep",)
+
+#: how often a schedule whose swarm pool holds a system kind gets one
+SYSTEM_KIND_RATE = 0.25
 
 GFPS = ("GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_ATOMIC")
 
@@ -107,10 +117,29 @@ def draw_programs(cfg, seed, index, kinds=None):
     schedules give each CPU a *story* (:data:`STORIES`: what a VFIO user, a
     DMA-API user or runtime PM does, in order) instead of independent draws,
     so that a sequence such as attach, map, DMA, unmap, DMA meets another
-    CPU's suspend and resume.
+    CPU's suspend and resume.  A machine-wide kind (:data:`SYSTEM_KINDS`:
+    a system sleep) comes at most once per schedule, in
+    :data:`SYSTEM_KIND_RATE` of them, at a random place of one program,
+    drawn from a stream of its own: without it the programs are exactly
+    those of the other kinds.
     """
     rng = make_rng(f"programs:{seed}", index)
-    pool = list(kinds or OP_KINDS)
+    every = list(kinds or OP_KINDS)
+    pool = [k for k in every if k not in SYSTEM_KINDS]
+    system = [k for k in every if k in SYSTEM_KINDS]
+    if not pool:  # only machine-wide kinds: one of them per CPU
+        return [[[rng.choice(system), {}] for _ in range(cfg["ops"])] for _ in range(cfg["cpus"])]
+    programs = _draw_task_programs(cfg, rng, pool)
+    if system:
+        # System sleep and the like, at most one per schedule, from their own stream.
+        srng = make_rng(f"system-ops:{seed}", index)
+        if srng.random() < SYSTEM_KIND_RATE:
+            prog = programs[srng.randrange(len(programs))]
+            prog.insert(srng.randrange(len(prog) + 1), [srng.choice(system), {}])
+    return programs
+
+
+def _draw_task_programs(cfg, rng, pool):
     enabled = [k for k in pool if rng.random() < 0.6] or [rng.choice(pool)]
     arena = {
         "dev": rng.choice((1, cfg["iommus"])),

@@ -62,13 +62,14 @@ class Recorder:
     """Records the hardware hooks."""
 
     def __init__(self):
-        self.regs, self.walks, self.dmas = [], [], []
+        self.regs, self.walks, self.dmas, self.rests = [], [], [], []
 
     def mmio(self, cpu, hw, reg, value, is_write):
         self.regs.append((hw.powered, reg, value, is_write))
 
-    def walk(self, hw, page):
+    def walk(self, hw, page, rests=()):
         self.walks.append(page)
+        self.rests.append(rests)
 
     def dma(self, master, access):
         self.dmas.append(access)

@@ -141,8 +141,9 @@ MACHINE_SETTINGS = settings(
 
 def test_machine_rules_follow_the_kinds():
     full = make_machine(toy_scenario, TOY_CONFIG, table=TOY_OPS)
-    for name in SPECIAL_RULES:
-        assert hasattr(full, name)
+    for name, kind in SPECIAL_RULES.items():
+        assert hasattr(full, name) == (kind in TOY_OPS)  # a rule only for a kind of the table
+    assert hasattr(make_machine(toy_scenario, DEFAULT_WORKLOAD), "system_sleep")
     assert not hasattr(full, "add_story")  # a custom table has no stories unless given
     plain = make_machine(toy_scenario, TOY_CONFIG, table=TOY_OPS, kinds=["read", "inc"])
     for name in SPECIAL_RULES:

@@ -14,8 +14,20 @@ import trio
 import stress
 from stress.checkers import default_checkers
 from model.drivers import DRIVERS, VsiFixed, get_driver
-from model.drivers import vsi_fixed as vf
-from model.hw import RK_MMU_CMD_ENABLE_PAGING, RK_MMU_COMMAND, RK_MMU_INT_MASK, RK_MMU_IRQ_MASK, readl, writel
+from model.drivers import vsi_common as vf
+from model.drivers.rk_fixed import RkFixed
+from model.hw import (
+    RK_MMU_CMD_ENABLE_PAGING,
+    RK_MMU_COMMAND,
+    RK_MMU_DTE_ADDR,
+    RK_MMU_INT_MASK,
+    RK_MMU_IRQ_MASK,
+    RK_MMU_STATUS,
+    RK_MMU_STATUS_PAGING_ENABLED,
+    clk_bulk_disable,
+    readl,
+    writel,
+)
 from model.iommu import (
     IOMMU_DOMAIN_DMA,
     IOMMU_DOMAIN_IDENTITY,
@@ -26,6 +38,8 @@ from model.iommu import (
     iommu_iova_to_phys,
     iommu_map,
     iommu_unmap,
+    list_add_tail,
+    list_del_init,
     list_entries,
     validate_driver,
 )
@@ -111,13 +125,13 @@ class Events:
         return [w for w, _ in self.log]
 
 
-def straight(test, driver=VsiFixed, config=None):
-    """Boot a System and run ``await test(sys, events)`` on one CPU, then tear down."""
+def straight(test, driver=RkFixed, config=None, events=Events):
+    """Boot a System and run ``await test(sys, events())`` on one CPU, then tear down."""
 
     async def main():
         k = Kernel()
         set_current(k.add_cpu())
-        ev = Events()
+        ev = events()
         k.attach(ev)
         sys = System.boot(k, driver, config)
         for fn in k.setup:
@@ -464,7 +478,7 @@ def test_driver_registry_and_validation():
         get_driver("tests.test_model:BadDriver")
 
 
-class BadDriver(VsiFixed):
+class BadDriver(RkFixed):
     name = "bad"
 
     def attach_dev(self, domain, dev, old):
@@ -474,17 +488,17 @@ class BadDriver(VsiFixed):
 def test_build_scenario_validates_programs():
     k = Kernel()
     with pytest.raises(ValueError, match="unknown operation"):
-        build_scenario(k, VsiFixed, {"programs": [[["frob", {}]]]})
+        build_scenario(k, RkFixed, {"programs": [[["frob", {}]]]})
     with pytest.raises(ValueError, match="out of range"):
-        build_scenario(k, VsiFixed, {"iommus": 2, "programs": [[["suspend", {"dev": 5}]]]})
-    bodies = build_scenario(k, VsiFixed, {"programs": [[["map", {"dom": 0, "iova": 1, "pages": 2, "gfp": "GFP_KERNEL"}]], []]})
+        build_scenario(k, RkFixed, {"iommus": 2, "programs": [[["suspend", {"dev": 5}]]]})
+    bodies = build_scenario(k, RkFixed, {"programs": [[["map", {"dom": 0, "iova": 1, "pages": 2, "gfp": "GFP_KERNEL"}]], []]})
     assert len(bodies) == 2 and len(k.setup) == 1 and len(k.teardown) == 1
 
 
 # -- under the engine: vsi-fixed must run clean ----------------------------------------------
 
 
-def scenario(*programs, driver=VsiFixed, config=None):
+def scenario(*programs, driver=RkFixed, config=None):
     """A scenario: boot ``driver``, one CPU per ``program(sys)`` coroutine function."""
 
     def build(kernel):
@@ -607,7 +621,7 @@ async def map_claim_release(sys):
 
 def dma_agent_scenario(kernel):
     """The DMA master as an agent of its own, beside CPUs switching and unmapping."""
-    sys = System.boot(kernel, VsiFixed)
+    sys = System.boot(kernel, RkFixed)
     add_dma_agent(sys, 0, [X, X + 0x1000, X, Y, X])
     return [lambda: switch_domains(sys), lambda: map_unmap_both(sys), lambda: suspend_resume(sys)]
 
@@ -641,7 +655,7 @@ def test_vsi_fixed_runs_clean_under_drawn_workloads(strategy):
 # -- ...and one-method mutants of it are caught, each by its kind ----------------------------
 
 
-class ForcedAtomicOr(VsiFixed):
+class ForcedAtomicOr(RkFixed):
     """B1: ``gfp | GFP_ATOMIC | GFP_DMA32`` still has __GFP_DIRECT_RECLAIM, under the spinlock."""
 
     name = "mut-b1"
@@ -660,7 +674,7 @@ class ForcedAtomicOr(VsiFixed):
         return vf.phys_to_virt(vf.vsi_dte_pt_address(dte))
 
 
-class ForcedAtomic(VsiFixed):
+class ForcedAtomic(RkFixed):
     """B2: the PT allocation forces GFP_ATOMIC, dropping the caller's __GFP_ACCOUNT."""
 
     name = "mut-b2"
@@ -669,7 +683,7 @@ class ForcedAtomic(VsiFixed):
         return await super().vsi_dte_get_page_table(vsi_domain, iova, GFP_ATOMIC)
 
 
-class IdentityStep(VsiFixed):
+class IdentityStep(RkFixed):
     """B3: attach goes through identity first (the VFIO bypass window)."""
 
     name = "mut-b3"
@@ -681,7 +695,7 @@ class IdentityStep(VsiFixed):
         return await super().vsi_iommu_attach_device(domain, dev, old)
 
 
-class SplitAttach(VsiFixed):
+class SplitAttach(RkFixed):
     """B4: registers and flush under one lock section, list and iommu->domain under another."""
 
     name = "mut-b4"
@@ -695,8 +709,8 @@ class SplitAttach(VsiFixed):
         await spin_unlock_irqrestore(iommu.lock, flags)
         flags = await spin_lock_irqsave(self.vsi_iommus_lock)
         await spin_lock(iommu.lock)
-        await vf.list_del_init(iommu.node)
-        await vf.list_add_tail(iommu.node, vsi_domain.iommus)
+        await list_del_init(iommu.node)
+        await list_add_tail(iommu.node, vsi_domain.iommus)
         await iommu.domain.store(domain)
         spin_unlock(iommu.lock)
         await spin_unlock_irqrestore(self.vsi_iommus_lock, flags)
@@ -704,7 +718,7 @@ class SplitAttach(VsiFixed):
         return 0
 
 
-class UnlockedSuspend(VsiFixed):
+class UnlockedSuspend(RkFixed):
     """B5: runtime suspend programs the registers without the IOMMU's lock."""
 
     name = "mut-b5"
@@ -712,11 +726,11 @@ class UnlockedSuspend(VsiFixed):
     async def vsi_iommu_suspend(self, dev):
         iommu = vf.dev_get_drvdata(dev)
         await self.vsi_iommu_disable(iommu)
-        await vf.clk_bulk_disable(iommu.num_clocks, iommu.clocks)
+        await clk_bulk_disable(iommu.num_clocks, iommu.clocks)
         return 0
 
 
-class SleepingPowerCheck(VsiFixed):
+class SleepingPowerCheck(RkFixed):
     """B6: the "powered up" check is pm_runtime_resume_and_get inside the spinlock."""
 
     name = "mut-b6"
@@ -733,7 +747,7 @@ class SleepingPowerCheck(VsiFixed):
         spin_unlock(self.vsi_iommus_lock)
 
 
-class InvertedFlush(VsiFixed):
+class InvertedFlush(RkFixed):
     """B8: the flush takes the IOMMU's lock, then vsi_iommus_lock; attach the other way."""
 
     name = "mut-b8"
@@ -751,7 +765,7 @@ class InvertedFlush(VsiFixed):
             spin_unlock(iommu.lock)
 
 
-class PlainLockSuspend(VsiFixed):
+class PlainLockSuspend(RkFixed):
     """B7: runtime suspend takes the IRQ handler's lock with interrupts on."""
 
     name = "mut-b7"
@@ -761,11 +775,11 @@ class PlainLockSuspend(VsiFixed):
         await spin_lock(iommu.lock)
         await self.vsi_iommu_disable(iommu)
         spin_unlock(iommu.lock)
-        await vf.clk_bulk_disable(iommu.num_clocks, iommu.clocks)
+        await clk_bulk_disable(iommu.num_clocks, iommu.clocks)
         return 0
 
 
-class NoZapOnReenable(VsiFixed):
+class NoZapOnReenable(RkFixed):
     """B9: the TLB is zapped only on a hitless switch, not when translation is re-enabled."""
 
     name = "mut-b9"
@@ -774,8 +788,8 @@ class NoZapOnReenable(VsiFixed):
         if domain is self.identity_domain:
             return
         vsi_domain = vf.to_vsi_domain(domain)
-        was_on = await readl(iommu.regs, vf.RK_MMU_STATUS) & vf.RK_MMU_STATUS_PAGING_ENABLED
-        await writel(iommu.regs, vf.RK_MMU_DTE_ADDR, vsi_domain.dt_dma)
+        was_on = await readl(iommu.regs, RK_MMU_STATUS) & RK_MMU_STATUS_PAGING_ENABLED
+        await writel(iommu.regs, RK_MMU_DTE_ADDR, vsi_domain.dt_dma)
         if was_on:
             await self.vsi_iommu_zap_tlb(iommu)
         await writel(iommu.regs, RK_MMU_INT_MASK, RK_MMU_IRQ_MASK)
@@ -784,7 +798,7 @@ class NoZapOnReenable(VsiFixed):
         await iommu.enable.store(True)
 
 
-class DisableKeepsPaging(VsiFixed):
+class DisableKeepsPaging(RkFixed):
     """B10: "disable" masks the interrupt but leaves translation on the old tables."""
 
     name = "mut-b10"
@@ -794,7 +808,7 @@ class DisableKeepsPaging(VsiFixed):
         await iommu.enable.store(False)
 
 
-class HighPageTables(VsiFixed):
+class HighPageTables(RkFixed):
     """B11: the PT comes from ZONE_NORMAL (above 4 GiB here)."""
 
     name = "mut-b11"
@@ -813,7 +827,7 @@ class HighPageTables(VsiFixed):
         return vf.phys_to_virt(vf.vsi_dte_pt_address(dte))
 
 
-class UnsyncedUnmap(VsiFixed):
+class UnsyncedUnmap(RkFixed):
     """B12: unmap clears the PTEs in the CPU's cache only (no vsi_table_flush)."""
 
     name = "mut-b12"

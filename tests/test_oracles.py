@@ -3,6 +3,7 @@ silent on the correct version of the same scenario."""
 
 import pytest
 
+from model.drivers.rk_fixed import RkFixed
 from model.drivers.vsi_fixed import SPAGE_SIZE, VsiFixed, to_vsi_domain
 from model.hw import (
     RK_MMU_CMD_ENABLE_PAGING,
@@ -229,8 +230,8 @@ def test_isolation_oracle(driver, kind):
 # or to a domain that is not the device's now.
 
 
-class ShadowDirectory(VsiFixed):
-    """vsi-fixed whose enable points the MMU at a private copy of the domain's
+class ShadowDirectory(RkFixed):
+    """rk-fixed whose enable points the MMU at a private copy of the domain's
     directory, taken at that moment, instead of the directory itself (test
     double): the walker then walks a page that is no domain's table."""
 
@@ -274,7 +275,7 @@ def _run(driver, program):
 def test_isolation_oracle_walk_through_no_domains_tables():
     """A table walk whose base page is no domain's directory: ``dma-isolation``."""
     program = [MAP0, ATTACH0, DMA0]  # mapped before the attach: the copy has the DTE
-    assert _run("vsi-fixed", program).kind is None
+    assert _run("rk-fixed", program).kind is None
     out = _run("tests.test_oracles:ShadowDirectory", program)
     assert out.kind == "dma-isolation", out.violation
     msg = out.violation["message"]

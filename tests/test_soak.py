@@ -87,7 +87,7 @@ def baseline(tmp_path_factory):
         "target": {"driver": "vsi-mainline", "workload": workload_config()},
         "strategy": "pct",
         "seed": 0,
-        "checkers": ["lockdep", "cross-schedule", "race", "power", "dma32", "pagetable", "leak", "gfp", "isolation"],
+        "checkers": ["lockdep", "cross-schedule", "race", "power", "dma32", "pagetable", "leak", "gfp", "isolation", "kasan", "rpm-usage"],
         "max_steps": 20_000,
         "pct_depth": 3,
         "batch": BATCH,

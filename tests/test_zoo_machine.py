@@ -38,6 +38,13 @@ SEEDS = 4
 #: soak run: found by at least this many of seeds 0-9
 SOAK_MIN = {"B4": 5, "B5": 3}
 SOAK_MIN_DEFAULT = 7
+#: operations a shrunk find may keep (default 8).  B9 on the VSI-layout
+#: mutant needs attach, map, DMA, suspend, unmap, resume, DMA on one device;
+#: with runtime PM as runtime.c and a power domain shared with the master
+#: (issue 13 items 1 and 6, in progress when measured) the machine's find
+#: kept 10 (seed 2 of 0-3 within 300 examples: 10 operations, 7 preemptions;
+#: on the model of commit 5ba3c01 seed 0 finds it within 8)
+MAX_OPS = {"B9": 10}
 
 
 def checkers_for(bid):
@@ -62,9 +69,9 @@ def _check_find(found, name, bid, kind):
     cfg = workload_of(DEFAULT_WORKLOAD, found.programs)
     out = replay_decisions(driver_scenario(name, cfg), found.decisions, checkers=checkers)
     assert out.kind == found.kind
-    # shrunk: a handful of operations and preemptions (B5 needs the most: the
-    # PM worker between register writes of an attach)
-    assert sum(len(p) for p in found.programs) <= 8
+    # shrunk: a handful of operations and preemptions (B5 needs the most
+    # preemptions: the PM worker between register writes of an attach)
+    assert sum(len(p) for p in found.programs) <= MAX_OPS.get(bid, 8)
     assert sum(1 for d in found.decisions if d) <= 8
 
 

@@ -1,8 +1,11 @@
 """Driver variants: a registry of named classes.
 
 ``DRIVERS`` maps a name to a driver class (see :mod:`model.iommu.driver`);
-other variants (vsi-v3, vsi-mainline, single-defect mutants) register here
-by adding a line, or at run time with :func:`register_driver`.  A user's own
+the versions of the VSI driver (vsi-v3, vsi-mainline, vsi-fixed: each a
+subclass of :class:`~model.drivers.vsi_common.VsiDriver` holding only the C
+functions where it differs), rk-fixed (vsi-fixed on the Rockchip register
+layout) and the single-defect mutants of vsi-fixed register here by adding
+a line, or at run time with :func:`register_driver`.  A user's own
 driver is found by ``get_driver("pkg.module:Class")`` or through the entry
 point group ``iommu_stress.drivers``.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 from model.iommu.driver import validate_driver
 
+from .rk_fixed import RkFixed
 from .vsi_fixed import VsiFixed
 from .vsi_mainline import VsiMainline
 from .vsi_v3 import VsiV3, VsiV3GfpOr
@@ -19,6 +23,7 @@ __all__ = ["DRIVERS", "get_driver", "register_driver"]
 
 DRIVERS = {
     "vsi-fixed": VsiFixed,
+    "rk-fixed": RkFixed,
     "vsi-mainline": VsiMainline,
     "vsi-v3": VsiV3,
     "vsi-v3-gfp-or": VsiV3GfpOr,

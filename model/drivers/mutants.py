@@ -1,11 +1,18 @@
 """The bug zoo: one single-defect mutant of ``vsi-fixed`` per seed defect B1-B12.
 
-Each class below subclasses :class:`~model.drivers.vsi_fixed.VsiFixed` and
+Each class below subclasses :class:`~model.drivers.vsi_fixed.VsiFixed` (the
+merged driver fixed, on the VSI register layout, like vsi-mainline) and
 overrides exactly ONE method, the one place where the defect lives; its
 docstring names the review point (``seed-lkml-vsi-review.txt``, R1-R9 of
 ``vsi_fixed``) or the hardware rule it breaks.  Nothing here reports
 anything: the defects are found by the checkers and oracles watching the
 model's events, the same ones that watch every driver.
+
+Every defect of DESIGN.md's table exists on the VSI registers as it did on
+the Rockchip ones (none needs a stall or force reset); the two that program
+registers are written in VSI terms: B9 reads ``AHB_CONTROL`` to decide
+whether to flush, B10's "disable" turns the interrupt off
+(``AHB_EXCEPTION = 0``) instead of translation (``AHB_CONTROL = 0``).
 
 ``ZOO`` lists ``(id, name, class, expected kind or tuple of kinds)``; it is
 used by the tests and the README table only.
@@ -16,13 +23,12 @@ from __future__ import annotations
 from errno import ENODEV, ENOMEM
 
 from model.hw import (
-    RK_MMU_CMD_ENABLE_PAGING,
-    RK_MMU_COMMAND,
-    RK_MMU_DTE_ADDR,
-    RK_MMU_INT_MASK,
-    RK_MMU_IRQ_MASK,
-    RK_MMU_STATUS,
-    RK_MMU_STATUS_PAGING_ENABLED,
+    VSI_MMU_AHB_CONTROL_BASE,
+    VSI_MMU_AHB_EXCEPTION_BASE,
+    VSI_MMU_AHB_TLB_ARRAY_BASE_L_BASE,
+    VSI_MMU_BIT_ENABLE,
+    VSI_MMU_CONFIG1_BASE,
+    VSI_MMU_OUT_OF_BOUND,
     clk_bulk_disable,
     readl,
     writel,
@@ -40,8 +46,8 @@ from model.kernel import (
     GFP_ATOMIC,
     GFP_DMA32,
     GFP_KERNEL,
-    assert_spin_locked,
     current,
+    phys_to_virt,
     spin_lock,
     spin_lock_irqsave,
     spin_unlock,
@@ -50,11 +56,10 @@ from model.kernel import (
 from model.kernel.dma import DMA_TO_DEVICE, dma_map_single, dma_mapping_error, table_read, table_write
 from model.kernel.pm import pm_runtime_put_autosuspend, pm_runtime_resume_and_get
 
-from .vsi_fixed import (
+from .vsi_common import (
     NUM_PT_ENTRIES,
+    PAGE_SIZE,
     SPAGE_SIZE,
-    VsiFixed,
-    phys_to_virt,
     to_vsi_domain,
     vsi_dte_is_pt_valid,
     vsi_dte_pt_address,
@@ -63,6 +68,7 @@ from .vsi_fixed import (
     vsi_mk_pte_invalid,
     vsi_pte_is_page_valid,
 )
+from .vsi_fixed import VsiFixed
 
 __all__ = [
     "ZOO",
@@ -82,15 +88,15 @@ __all__ = [
 
 
 async def _get_page_table(driver, vsi_domain, iova, flags):
-    """``vsi_dte_get_page_table`` of vsi-fixed with the allocation flags given verbatim."""
-    assert_spin_locked(vsi_domain.lock)
+    """``vsi_dte_get_page_table`` of vsi-fixed (:mod:`vsi_common`'s) with the
+    allocation flags given verbatim."""
     dte_index = vsi_iova_dte_index(iova)
     dte = await table_read(vsi_domain.dt, dte_index)
     if not vsi_dte_is_pt_valid(dte):
-        page_table = await iommu_alloc_pages_sz(flags, SPAGE_SIZE, tag="vsi pt")
+        page_table = await iommu_alloc_pages_sz(flags, PAGE_SIZE, tag="vsi pt")
         if page_table is None:
             return -ENOMEM
-        pt_dma = await dma_map_single(vsi_domain.dev, page_table, SPAGE_SIZE, DMA_TO_DEVICE)
+        pt_dma = await dma_map_single(vsi_domain.dev, page_table, PAGE_SIZE, DMA_TO_DEVICE)
         if dma_mapping_error(vsi_domain.dev, pt_dma):
             iommu_free_pages(page_table)
             return -ENOMEM
@@ -147,7 +153,7 @@ class SplitAttach(VsiFixed):
     """B4 (review: "You'll loose invalidations.. the spinlock is held across
     the register programming and then you can atomically under the lock
     change the registers and change the linked list"; R1): the identity
-    step is gone, but the registers are programmed (and the TLB zapped)
+    step is gone, but the registers are programmed (and the TLB flushed)
     under the IOMMU's lock alone, and the list and ``iommu->domain`` are
     updated in a second section: an unmap's flush in between walks the old
     list, misses this IOMMU, and a stale IOTLB line survives."""
@@ -186,7 +192,7 @@ class UnlockedSuspend(VsiFixed):
     have to take the lock before calling vsi_iommu_disable() and
     vsi_iommu_enable()"; R9): runtime suspend disables translation and
     clears ``enable`` without the IOMMU's lock, so a flush that saw
-    ``enable`` set zaps a clock-gated IOMMU."""
+    ``enable`` set writes FLUSH to a clock-gated IOMMU."""
 
     name = "vsi-b5-unlocked-suspend"
     summary = "B5: runtime suspend programs the registers without the IOMMU's lock"
@@ -207,7 +213,8 @@ class SleepingPowerCheck(VsiFixed):
     name = "vsi-b6-sleeping-power-check"
     summary = "B6: the flush's powered-up check is pm_runtime_resume_and_get inside the spinlock"
 
-    async def vsi_iommu_flush_tlb(self, vsi_domain):
+    async def vsi_iommu_flush_tlb(self, domain):
+        vsi_domain = to_vsi_domain(domain)
         await spin_lock(self.vsi_iommus_lock)
         for iommu in await list_entries(vsi_domain.iommus):
             if await pm_runtime_resume_and_get(iommu.dev) < 0:
@@ -245,7 +252,8 @@ class InvertedFlush(VsiFixed):
     name = "vsi-b8-inverted-flush"
     summary = "B8: the flush takes iommu->lock then vsi_iommus_lock, attach the opposite order"
 
-    async def vsi_iommu_flush_tlb(self, vsi_domain):
+    async def vsi_iommu_flush_tlb(self, domain):
+        vsi_domain = to_vsi_domain(domain)
         await spin_lock(self.vsi_iommus_lock)
         iommus = await list_entries(vsi_domain.iommus)
         spin_unlock(self.vsi_iommus_lock)
@@ -262,38 +270,46 @@ class NoZapOnReenable(VsiFixed):
     """B9 (review: "You can't have stale entries in the cache when you switch
     back to an enabled/translating configuration. So either the HW flushes
     implicitly or you need to add a flush somewhere"; R6; the hardware does
-    not flush on ENABLE_PAGING): the TLB is zapped only on a hitless switch
-    (paging already on), not when translation is re-enabled after identity
-    or resume."""
+    not flush when ``AHB_CONTROL`` turns translation on): the TLB is flushed
+    only on a hitless switch (``AHB_CONTROL`` already on), not when
+    translation is re-enabled after identity or resume.  Found where the
+    TLB keeps its lines across ``AHB_CONTROL = 0`` or clock gating (the VSI
+    default, ``--tlb-retention``): as ``stale-tlb`` when a surviving line
+    translates a DMA to a page since unmapped, or as
+    ``pagetable-use-after-free`` when the surviving line or cached walk
+    entry (the walk cache, a hardware option of ``model/hw/tlb.py``) belongs
+    to a domain since freed - the same missing flush, whichever the
+    schedule shows first."""
 
     name = "vsi-b9-no-zap-on-reenable"
-    summary = "B9: no TLB zap when translation is re-enabled (after identity or suspend)"
+    summary = "B9: no TLB flush when translation is re-enabled (after identity or suspend)"
 
     async def vsi_iommu_enable(self, iommu, domain):
         if domain is self.identity_domain:
             return
         vsi_domain = to_vsi_domain(domain)
-        was_on = await readl(iommu.regs, RK_MMU_STATUS) & RK_MMU_STATUS_PAGING_ENABLED
-        await writel(iommu.regs, RK_MMU_DTE_ADDR, vsi_domain.dt_dma)
+        was_on = await readl(iommu.regs, VSI_MMU_AHB_CONTROL_BASE) & VSI_MMU_BIT_ENABLE
+        await writel(iommu.regs, VSI_MMU_AHB_TLB_ARRAY_BASE_L_BASE, vsi_domain.pta_dma & 0xFFFFFFFF)
         if was_on:
             await self.vsi_iommu_zap_tlb(iommu)
-        await writel(iommu.regs, RK_MMU_INT_MASK, RK_MMU_IRQ_MASK)
-        if not was_on:
-            await writel(iommu.regs, RK_MMU_COMMAND, RK_MMU_CMD_ENABLE_PAGING)
+        await writel(iommu.regs, VSI_MMU_CONFIG1_BASE, VSI_MMU_OUT_OF_BOUND)
+        await writel(iommu.regs, VSI_MMU_AHB_EXCEPTION_BASE, VSI_MMU_BIT_ENABLE)
+        await writel(iommu.regs, VSI_MMU_AHB_CONTROL_BASE, VSI_MMU_BIT_ENABLE)
         await iommu.enable.store(True)
 
 
 class DisableKeepsPaging(VsiFixed):
     """B10 (R8, and the review's "disable the iommu" step of identity
-    attach): "disable" only masks the interrupt and leaves translation on
-    with the old table base, so after a switch to identity the walker still
-    walks a domain that is off every list and may be freed."""
+    attach): "disable" only turns the interrupt off (``AHB_EXCEPTION = 0``)
+    and leaves translation on (``AHB_CONTROL`` untouched) with the old PTA,
+    so after a switch to identity the walker still walks a domain that is
+    off every list and may be freed."""
 
     name = "vsi-b10-disable-keeps-paging"
     summary = "B10: disable leaves paging on the old tables; they are freed while the IOMMU walks them"
 
     async def vsi_iommu_disable(self, iommu):
-        await writel(iommu.regs, RK_MMU_INT_MASK, 0)
+        await writel(iommu.regs, VSI_MMU_AHB_EXCEPTION_BASE, 0)
         await iommu.enable.store(False)
 
 
@@ -312,7 +328,7 @@ class HighPageTables(VsiFixed):
 class UnsyncedUnmap(VsiFixed):
     """B12 (hardware rule, R5: the walker reads tables from memory, not the
     CPU's cache; every table write is synced with
-    ``dma_sync_single_for_device`` before the TLB is zapped): unmap clears
+    ``dma_sync_single_for_device`` before the TLB is flushed): unmap clears
     the PTEs in the CPU's view only, so the walker still sees them valid."""
 
     name = "vsi-b12-unsynced-unmap"
@@ -340,7 +356,7 @@ ZOO = [
     ("B6", SleepingPowerCheck.name, SleepingPowerCheck, "sleep-in-atomic"),
     ("B7", IrqUnsafeSuspend.name, IrqUnsafeSuspend, "irq-lock-inversion"),
     ("B8", InvertedFlush.name, InvertedFlush, "lock-inversion"),
-    ("B9", NoZapOnReenable.name, NoZapOnReenable, "stale-tlb"),
+    ("B9", NoZapOnReenable.name, NoZapOnReenable, ("stale-tlb", "pagetable-use-after-free")),
     ("B10", DisableKeepsPaging.name, DisableKeepsPaging, "pagetable-use-after-free"),
     ("B11", HighPageTables.name, HighPageTables, "dma32-violation"),
     ("B12", UnsyncedUnmap.name, UnsyncedUnmap, ("stale-tlb", "dma-isolation")),

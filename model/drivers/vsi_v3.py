@@ -10,6 +10,13 @@ time), no lock of the IOMMU's own.  Its registers are the VSI ones
 PTA, ``VSI_MMU_FLUSH_BASE``, ``VSI_MMU_STATUS_BASE``), so the model runs it
 on the ``"vsi"`` register layout (PTA -> DT -> PT walk).
 
+What v3 shares with the merged driver comes from
+:mod:`model.drivers.vsi_common`: the table encodings except ``vsi_mk_pte``
+and ``vsi_pte_page_address`` (below), ``vsi_iommu_get_from_dev``,
+``vsi_iommu_release_device`` and the ops table.  Every other C function
+touches v3's own structures (``dt_lock``/``iommus_lock``, ``dma_dev``,
+``bases[]``) and is defined here.
+
 What the C does (the review's points are consequences of it, not flags):
 
 * map allocates a missing page table with ``GFP_ATOMIC | GFP_DMA32`` under
@@ -32,18 +39,14 @@ What the C does (the review's points are consequences of it, not flags):
   ``iommu->domain`` is, the identity domain included;
 * suspend/resume take no lock.
 
-One defect is NOT reported by this model, on purpose:
 ``vsi_iommu_identity_attach`` does ``to_vsi_domain(&vsi_identity_domain)``
-and spin-locks ``vsi_domain->iommus_lock`` of it.  The identity domain is a
-bare static ``struct iommu_domain``, so that "lock" is the static memory 8
-bytes in front of it (a KASAN global-out-of-bounds; without KASAN a lock
-word that belongs to no domain).  The model's checked ``container_of``
-would report ``invalid-access`` on every switch away from a paging domain
-and stop the run before anything else in attach could happen; the model
-instead locks what the C locks on a kernel without KASAN: one spinlock in
-static memory, shared by every IOMMU, unrelated to any domain's
-``iommus_lock`` (so the ``list_del_init`` it guards races with the list's
-other users, which the data-race checker sees).
+and spin-locks ``vsi_domain->iommus_lock`` of it, as the merged driver does
+with its ``lock``: the identity domain is a bare static ``struct
+iommu_domain``, so that "lock" is static memory in front of it.  The model's
+``container_of`` reports it at that dereference (the ``kasan`` checker: a
+``global-out-of-bounds``, once per search as KASAN does per boot) and then
+locks what the C locks without KASAN: one lock word in static memory,
+shared by every IOMMU, unrelated to any domain's ``iommus_lock``.
 """
 
 from __future__ import annotations
@@ -51,9 +54,6 @@ from __future__ import annotations
 from errno import EADDRINUSE, ENODEV, ENOMEM
 
 from model.hw import (
-    VSI_DTE_PT_ADDRESS_MASK,
-    VSI_DTE_PT_VALID,
-    VSI_MASTER_TLB_MASK,
     VSI_MMU_AHB_CONTROL_BASE,
     VSI_MMU_AHB_EXCEPTION_BASE,
     VSI_MMU_AHB_TLB_ARRAY_BASE_L_BASE,
@@ -68,7 +68,6 @@ from model.hw import (
     VSI_PAGE_DESC_HI_MASK,
     VSI_PAGE_DESC_HI_SHIFT,
     VSI_PAGE_DESC_LO_MASK,
-    VSI_PTA_4K_MODE,
     VSI_PTE_PAGE_VALID,
     VSI_PTE_PAGE_WRITABLE,
     clk_bulk_disable,
@@ -87,11 +86,9 @@ from model.iommu import (
     INIT_LIST_HEAD,
     IommuDevice,
     IommuDomain,
-    IommuDriver,
     ListNode,
     container_of,
     dev_get_drvdata,
-    dev_iommu_fwspec_get,
     dev_iommu_priv_get,
     dev_iommu_priv_set,
     devm_platform_ioremap_resource,
@@ -143,39 +140,34 @@ from model.kernel.pm import (
     DL_FLAG_PM_RUNTIME,
     DL_FLAG_STATELESS,
     device_link_add,
-    device_link_remove,
     pm_runtime_enable,
     pm_runtime_get_if_in_use,
     pm_runtime_put,
 )
 
+from .vsi_common import (
+    NUM_PT_ENTRIES,
+    SPAGE_SIZE,
+    VsiDriver,
+    vsi_dte_is_pt_valid,
+    vsi_dte_pt_address,
+    vsi_iova_dte_index,
+    vsi_iova_page_offset,
+    vsi_iova_pte_index,
+    vsi_mk_dte,
+    vsi_mk_pta,
+    vsi_mk_pte_invalid,
+    vsi_pte_is_page_valid,
+)
+
 __all__ = ["VsiV3", "VsiV3GfpOr", "VsiV3Iommu", "VsiV3IommuDomain"]
 
-NUM_DT_ENTRIES = 1024
-NUM_PT_ENTRIES = 1024
-SPAGE_SIZE = 1 << 12
 VSI_DOMAIN_SIZE = 96  # sizeof(struct vsi_iommu_domain), for kzalloc
 
 VSI_PTE_PAGE_ADDRESS_MASK = 0xFFFFFFF0
 
-VSI_IOVA_DTE_MASK = 0xFFC00000
-VSI_IOVA_DTE_SHIFT = 22
-VSI_IOVA_PTE_MASK = 0x003FF000
-VSI_IOVA_PTE_SHIFT = 12
-VSI_IOVA_PAGE_MASK = 0x00000FFF
-VSI_IOVA_PAGE_SHIFT = 0
 
-
-# -- table entries (VSI format, as the v3 C) ---------------------------------------
-
-
-def vsi_dte_pt_address(dte):
-    return dte & VSI_DTE_PT_ADDRESS_MASK
-
-
-def vsi_mk_dte(dte):
-    """``vsi_mk_dte(u32 dte)``: no mask, just the VALID bit."""
-    return (dte | VSI_DTE_PT_VALID) & 0xFFFFFFFF
+# -- table entries: the two where v3's C differs from the merged one ---------------
 
 
 def vsi_pte_page_address(pte):
@@ -187,39 +179,13 @@ def vsi_pte_page_address(pte):
 
 
 def vsi_mk_pte(page, prot):
+    """``vsi_mk_pte``: as the merged one, then masked with
+    ``VSI_PTE_PAGE_ADDRESS_MASK`` (no u32 truncation)."""
     flags = 0
     flags |= VSI_PTE_PAGE_WRITABLE if prot & IOMMU_WRITE else 0
     page = (page & VSI_PAGE_DESC_LO_MASK) | ((page & VSI_PAGE_DESC_HI_MASK) >> VSI_PAGE_DESC_HI_SHIFT)
     page &= VSI_PTE_PAGE_ADDRESS_MASK
     return page | flags | VSI_PTE_PAGE_VALID
-
-
-def vsi_dte_is_pt_valid(dte):
-    return bool(dte & VSI_DTE_PT_VALID)
-
-
-def vsi_pte_is_page_valid(pte):
-    return bool(pte & VSI_PTE_PAGE_VALID)
-
-
-def vsi_mk_pte_invalid(pte):
-    return pte & ~VSI_PTE_PAGE_VALID
-
-
-def vsi_mk_pta(dt_dma):
-    return (dt_dma & VSI_MASTER_TLB_MASK) | VSI_PTA_4K_MODE
-
-
-def vsi_iova_dte_index(iova):
-    return (iova & VSI_IOVA_DTE_MASK) >> VSI_IOVA_DTE_SHIFT
-
-
-def vsi_iova_pte_index(iova):
-    return (iova & VSI_IOVA_PTE_MASK) >> VSI_IOVA_PTE_SHIFT
-
-
-def vsi_iova_page_offset(iova):
-    return (iova & VSI_IOVA_PAGE_MASK) >> VSI_IOVA_PAGE_SHIFT
 
 
 def virt_to_phys(page):
@@ -286,7 +252,7 @@ def to_vsi_domain(domain):
     return container_of(domain, VsiV3IommuDomain)
 
 
-class VsiV3(IommuDriver):
+class VsiV3(VsiDriver):
     """The v3 posting: identity step inside attach, forced atomic gfp,
     lockless iommu->domain / PM / IRQ, no TLB flush on map or unmap."""
 
@@ -295,10 +261,8 @@ class VsiV3(IommuDriver):
     layout = "vsi"
 
     def __init__(self):
+        # no .release_domain in v3's iommu_ops (the VsiDriver base sets one)
         self.identity_domain = IommuDomain(IOMMU_DOMAIN_IDENTITY, name="vsi_identity_domain")
-        # &to_vsi_domain(&vsi_identity_domain)->iommus_lock: static memory in
-        # front of vsi_identity_domain (see the module docstring).
-        self.identity_oob_iommus_lock = SpinLock("to_vsi_domain(&vsi_identity_domain)->iommus_lock")
 
     # -- registers and TLB ---------------------------------------------------------------
 
@@ -386,12 +350,6 @@ class VsiV3(IommuDriver):
         return ret
 
     # -- domains ---------------------------------------------------------------------------
-
-    def vsi_iommu_get_from_dev(self, dev):
-        """``vsi_iommu_get_from_dev``: fwspec -> the IOMMU's platform device -> drvdata."""
-        fwspec = dev_iommu_fwspec_get(dev)
-        iommu_dev = fwspec.iommu_fwnode if fwspec is not None else None
-        return dev_get_drvdata(iommu_dev) if iommu_dev is not None else None
 
     async def vsi_iommu_domain_alloc_paging(self, dev):
         """``vsi_iommu_domain_alloc_paging``: DT and PTA from ``GFP_KERNEL |
@@ -575,17 +533,16 @@ class VsiV3(IommuDriver):
         (static memory, not the old domain's lock), then translation OFF if
         the IOMMU is in use."""
         iommu = dev_iommu_priv_get(dev)
-        # struct vsi_iommu_domain *vsi_domain = to_vsi_domain(domain);
-        # -> &vsi_domain->iommus_lock is self.identity_oob_iommus_lock
+        vsi_domain = to_vsi_domain(domain)
         if iommu is None:
             current().kernel.warn(f"vsi_iommu_identity_attach({dev}): no IOMMU")
             return -ENODEV
         if await iommu.domain.load() is domain:
             return 0
         await iommu.domain.store(domain)
-        flags = await spin_lock_irqsave(self.identity_oob_iommus_lock)
+        flags = await spin_lock_irqsave(vsi_domain.iommus_lock)
         await list_del_init(iommu.node)
-        await spin_unlock_irqrestore(self.identity_oob_iommus_lock, flags)
+        await spin_unlock_irqrestore(vsi_domain.iommus_lock, flags)
         ret = await pm_runtime_get_if_in_use(iommu.dev)
         if ret < 0:
             current().kernel.warn(f"vsi_iommu_identity_attach: pm_runtime_get_if_in_use({iommu.dev}) = {ret}")
@@ -638,11 +595,6 @@ class VsiV3(IommuDriver):
         dev_iommu_priv_set(dev, iommu)
         return iommu.iommu
 
-    async def vsi_iommu_release_device(self, dev):
-        """``vsi_iommu_release_device``."""
-        iommu = dev_iommu_priv_get(dev)
-        await device_link_remove(dev, iommu.dev)
-
     async def vsi_iommu_probe(self, pdev):
         """``vsi_iommu_probe``: one MMU resource and one IRQ per instance here;
         no autosuspend; ``iommu_device_sysfs_add`` is not modelled."""
@@ -684,22 +636,7 @@ class VsiV3(IommuDriver):
             return 0
         return await self.vsi_iommu_enable(iommu)
 
-    # -- static struct iommu_ops vsi_iommu_ops ----------------------------------------------
-
-    async def probe(self, pdev):
-        return await self.vsi_iommu_probe(pdev)
-
-    async def probe_device(self, dev):
-        return await self.vsi_iommu_probe_device(dev)
-
-    async def release_device(self, dev):
-        await self.vsi_iommu_release_device(dev)
-
-    async def domain_alloc_paging(self, dev):
-        return await self.vsi_iommu_domain_alloc_paging(dev)
-
-    async def domain_free(self, domain):
-        await self.vsi_iommu_domain_free(domain)
+    # -- static struct iommu_ops vsi_iommu_ops (the rest as VsiDriver's) --------------------
 
     async def attach_dev(self, domain, dev, old):
         """``domain->ops->attach_dev`` (v3 has no ``old`` argument); the identity
@@ -708,23 +645,8 @@ class VsiV3(IommuDriver):
             return await self.vsi_iommu_identity_attach(domain, dev)
         return await self.vsi_iommu_attach_device(domain, dev)
 
-    async def map_pages(self, domain, iova, paddr, pgsize, pgcount, prot, gfp):
-        return await self.vsi_iommu_map(domain, iova, paddr, pgsize, pgcount, prot, gfp)
-
-    async def unmap_pages(self, domain, iova, pgsize, pgcount, gather):
-        return await self.vsi_iommu_unmap(domain, iova, pgsize, pgcount, gather)
-
     async def flush_iotlb_all(self, domain):
         await self.vsi_iommu_flush_tlb_all(domain)
-
-    async def iova_to_phys(self, domain, iova):
-        return await self.vsi_iommu_iova_to_phys(domain, iova)
-
-    async def runtime_suspend(self, dev):
-        return await self.vsi_iommu_suspend(dev)
-
-    async def runtime_resume(self, dev):
-        return await self.vsi_iommu_resume(dev)
 
 
 class VsiV3GfpOr(VsiV3):

@@ -26,6 +26,11 @@ class DmaAccess:
     base register points at: the DT on rk, the PTA on vsi), for a TLB hit
     those of the walk that filled the entry, which is ``fill``; ``survived``
     what that entry lived through (:data:`model.hw.tlb.RETENTION_EVENTS`).
+    ``cached``: the walk-cache levels (:data:`model.hw.tlb.WALK_CACHE_LEVELS`)
+    whose stale entries the walk used (for a hit, the walk that filled the
+    line); ``base``/``dt``/``pt`` are then the pages whose contents were used
+    (read now, or cached from them earlier) and ``survived`` includes what
+    those entries lived through.  Both empty: any MMU would have done the same.
     """
 
     seq: int
@@ -39,11 +44,13 @@ class DmaAccess:
     dt: object = None
     pt: object = None
     fill: DmaAccess | None = None
-    survived: tuple = ()  # a TLB hit: the retention events its entry lived through
+    survived: tuple = ()  # the retention events the cached state it used lived through
+    cached: tuple = ()  # walk-cache levels whose stale entries it used (model.hw.tlb)
 
     def __str__(self):
         where = f" -> {self.paddr:#x}" if self.paddr is not None else ""
-        return f"#{self.seq} {self.dev} {'write' if self.is_write else 'read'} {self.iova:#x}: {self.outcome}{where}"
+        stale = f" (stale walk cache: {', '.join(self.cached)})" if self.cached else ""
+        return f"#{self.seq} {self.dev} {'write' if self.is_write else 'read'} {self.iova:#x}: {self.outcome}{where}{stale}"
 
 
 class DmaMaster:

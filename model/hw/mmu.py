@@ -16,9 +16,10 @@ only granted while paging is enabled; FORCE_RESET works only while stalled
 and clears DTE_ADDR (and everything else); DTE_ADDR keeps bits 31:12.
 Commands take effect at once, so a driver's poll succeeds on its first read.
 
-Access while the clocks are off (``hw.powered`` false) is observed through
-the ``mmio`` hook like any other and otherwise ignored (reads return 0):
-the power oracle decides whether that was a bug.
+Access while unpowered (``hw.powered`` false: no clock runs, or the power
+domain is off) is observed through the ``mmio`` hook like any other and
+otherwise ignored (reads return 0): the power oracle decides whether that
+was a bug.  Power-off (:meth:`IommuHw.power_off`) resets every register.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ from .regs import (
     VSI_MMU_IRQ_PAGE_FAULT,
     VSI_MMU_STATUS_BASE,
 )
-from .tlb import DEFAULT_RETENTION, RETENTION_EVENTS, Tlb, TlbEntry
-from .walker import reachable_pages, walk
+from .tlb import DEFAULT_RETENTION, DEFAULT_WALK_CACHE, RETENTION_EVENTS, Tlb, TlbEntry
+from .walker import hw_references, walk
 
 __all__ = ["IommuHw", "readl", "writel"]
 
@@ -78,7 +79,7 @@ __all__ = ["IommuHw", "readl", "writel"]
 class IommuHw:
     """The MMU hardware of one IOMMU instance (``iommu->regs``)."""
 
-    def __init__(self, kernel, name, irq, layout="rk", tlb_retention=DEFAULT_RETENTION):
+    def __init__(self, kernel, name, irq, layout="rk", tlb_retention=DEFAULT_RETENTION, walk_cache=DEFAULT_WALK_CACHE):
         if layout not in LAYOUTS:
             raise ValueError(f"unknown register layout {layout!r} (choose from {', '.join(LAYOUTS)})")
         self.kernel = kernel
@@ -86,7 +87,8 @@ class IommuHw:
         self.irq = irq
         self.layout = layout
         self.clks = ClkBulk(self)
-        self.tlb = Tlb(tlb_retention)
+        self.power_domain = None  # a GenericPmDomain, or always powered
+        self.tlb = Tlb(tlb_retention, walk_cache)  # and the walk cache (model.hw.tlb)
         # register state shared by both front-ends
         self.base = 0  # rk DTE_ADDR / vsi TLB_ARRAY_BASE_L (PTA)
         self.paging = False  # rk STATUS.PAGING_ENABLED / vsi AHB_CONTROL bit 0
@@ -106,8 +108,17 @@ class IommuHw:
 
     @property
     def powered(self):
-        """Clocks on: registers respond and the MMU translates."""
-        return self.clks.enable_count > 0
+        """Clocked and in a powered domain: registers respond and the MMU translates."""
+        return self.clks.running and (self.power_domain is None or self.power_domain.on)
+
+    def power_off(self):
+        """Its power domain went off (``model.kernel.genpd``): every register
+        back to its reset value; the TLB survives only if stated to."""
+        self._reset_registers()
+        self.exception = 0
+        self.config1 = 0
+        self.flush = 0
+        self.tlb.lose("power-off")  # and the walk cache with it
 
     def __repr__(self):
         return self.name
@@ -194,6 +205,11 @@ class IommuHw:
                 self._reset()
 
     def _reset(self):
+        """FORCE_RESET: registers and the TLB."""
+        self._reset_registers()
+        self.tlb.zap_all()
+
+    def _reset_registers(self):
         self.base = 0
         self.paging = False
         self.stall = False
@@ -203,7 +219,6 @@ class IommuHw:
         self.int_rawstat = 0
         self.int_mask = 0
         self.auto_gating = 0
-        self.tlb.zap_all()
 
     def _read_vsi(self, off):
         if off == VSI_MMU_AHB_EXCEPTION_BASE:  # == VSI_MMU_PAGE_FAULT_ADDR
@@ -287,13 +302,16 @@ class IommuHw:
             acc.fill, acc.base, acc.dt, acc.pt = f, f.base, f.dt, f.pt
             if e.writable if is_write else e.readable:
                 acc.outcome = "tlb"
-                acc.survived = tuple(ev for ev in RETENTION_EVENTS if ev in e.survived)
+                # what the line lived through, and what the walk that filled it rested on
+                acc.cached = f.cached
+                acc.survived = tuple(ev for ev in RETENTION_EVENTS if ev in e.survived or ev in f.survived)
                 acc.paddr = e.paddr | off
                 return acc
             self._page_fault(iova, is_write)
             return acc
         w = walk(self, iova)
         acc.base, acc.dt, acc.pt = w.base, w.dt, w.pt
+        acc.cached, acc.survived = w.cached, w.survived  # stale walk-cache entries it used
         if w.ok and (w.writable if is_write else w.readable):
             acc.outcome = "walk"
             acc.paddr = w.paddr | off
@@ -304,18 +322,19 @@ class IommuHw:
 
     def referenced_pages(self):
         """Table pages the hardware may still use: reachable from the base
-        register, or behind a TLB entry.  Nothing while translation is off
-        (re-enabling it must zap the TLB; a DMA through a stale entry is the
-        isolation oracle's to report)."""
+        register, or named by a live walk-cache entry (a TLB line alone reads
+        no table: model.hw.walker).  Nothing while translation is off
+        (re-enabling it must zap the TLB and the walk cache; a DMA through a
+        stale entry is the isolation oracle's to report, a walk through a
+        freed page the page-table oracle's)."""
         if not self.paging:
             return ()
-        pages = set(reachable_pages(self))
-        for e in self.tlb.entries.values():
-            f = e.fill
-            for p in (f.base, f.dt, f.pt):
-                if p is not None:
-                    pages.add(p)
-        return pages
+        return set(self.page_references())
+
+    def page_references(self):
+        """``{page: rests}`` (:func:`model.hw.walker.hw_references`) whatever
+        the paging state: what each page's use rests on (empty: any MMU)."""
+        return hw_references(self)
 
 
 async def readl(hw, off):

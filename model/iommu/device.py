@@ -40,6 +40,7 @@ class Device:
         self.dma_mask = dma_mask
         self.power = DevPmInfo(kernel, self)
         self.pm_ops = None  # the bound driver's runtime PM callbacks
+        self.pm_domain = None  # a GenericPmDomain powering it (model.kernel.genpd)
         self.driver = None
         self.driver_data = None
         self.iommu = None  # struct dev_iommu, while probed

@@ -1,16 +1,18 @@
 """Domains (``struct iommu_domain``), the iotlb gather and iommu-pages.h.
 
 A driver's domain embeds ``struct iommu_domain``: here its class subclasses
-:class:`IommuDomain`, and ``to_xxx_domain()`` is :func:`container_of`, which
-reports ``invalid-access`` when handed something that is not one (the
-static identity domain, say) or a domain already freed.
+:class:`IommuDomain`, and ``to_xxx_domain()`` is :func:`container_of`.  Handed
+something that is not one (the static identity domain, say) it gives an
+:class:`OutOfBounds` view whose field accesses are reported where they
+happen (the ``kasan`` checker); a domain already freed is reported at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.kernel.core import current, model_stack
+from model.kernel.core import ModelBug, current, model_stack
+from model.kernel.locks import SpinLock
 from model.kernel.gfp import __GFP_ZERO
 from model.kernel.mm import alloc_pages, free_pages
 
@@ -108,16 +110,21 @@ class IommuDomain:
 
 
 def container_of(ptr, cls):
-    """``container_of(ptr, struct cls, domain)``, checked."""
-    cpu = current()
+    """``container_of(ptr, struct cls, domain)``.
+
+    Pointer arithmetic only, as in C: nothing is checked here.  A domain
+    already freed is reported as KASAN would on the first access the
+    caller makes through it (here: at once; the driver's next step reads
+    it).  An object that is not embedded in a ``cls`` (a bare static
+    ``struct iommu_domain``, say) gives an :class:`OutOfBounds` view: the
+    memory in front of it, whose fields are reported where they are
+    dereferenced (hook ``oob``, the ``kasan`` checker), and which otherwise
+    behave as that memory does on a kernel without KASAN.
+    """
     if not isinstance(ptr, cls):
-        cpu.kernel.report(
-            "invalid-access",
-            f"container_of({ptr!r}, {cls.__name__}): the object is not embedded in a {cls.__name__}",
-            stacks={repr(cpu): model_stack(2)},
-            cpu=cpu,
-        )
-    elif getattr(ptr, "freed", False):
+        return OutOfBounds(ptr, cls)
+    if getattr(ptr, "freed", False):
+        cpu = current()
         cpu.kernel.report(
             "invalid-access",
             f"use after free: {ptr!r} was freed",
@@ -125,6 +132,42 @@ def container_of(ptr, cls):
             cpu=cpu,
         )
     return ptr
+
+
+class OutOfBounds:
+    """``container_of()`` of an object that is not embedded in ``cls``.
+
+    A field read through it (``vsi_domain->lock``) is an access outside
+    any object: the ``oob`` hook fires at that dereference, with the
+    caller's stack (a ``global-out-of-bounds`` for static memory).  Without
+    an observer that stops the run, the access goes to what lies there: a
+    spinlock field is one lock word in that memory, the same for every
+    user of the view (one per object and field in a run); any other field
+    is beyond what the model can stand in for (ModelBug).
+    """
+
+    __slots__ = ("ptr", "cls")
+
+    def __init__(self, ptr, cls):
+        self.ptr = ptr
+        self.cls = cls
+
+    def __getattr__(self, field):
+        cpu = current()
+        what = f"container_of({self.ptr!r}, {self.cls.__name__})->{field}"
+        for fn in cpu.kernel.hooks.oob:
+            fn(cpu, self, field, what)
+        if not field.endswith("lock"):
+            raise ModelBug(f"{what}: the model has no stand-in for this field of memory outside any object")
+        statics = cpu.kernel.statics
+        key = (self.ptr, self.cls, field)
+        lock = statics.get(key)
+        if lock is None:
+            lock = statics[key] = SpinLock(f"to_{self.cls.__name__}({self.ptr!r})->{field}")
+        return lock
+
+    def __repr__(self):
+        return f"container_of({self.ptr!r}, {self.cls.__name__})"
 
 
 @dataclass(eq=False)

@@ -35,6 +35,14 @@ pgsize, pgcount, gather)``
 ``async iova_to_phys(domain, iova)``    physical address or 0
 ``async runtime_suspend(dev)``          the IOMMU platform device's runtime PM callbacks
 ``async runtime_resume(dev)``
+``suspend``, ``resume``                 its system-sleep callbacks (``dev_pm_ops``
+                                        ``.suspend``/``.resume``), ``async (dev)``, or None
+                                        for none; the default is what every driver
+                                        modelled here has in its C:
+                                        ``pm_runtime_force_suspend`` /
+                                        ``pm_runtime_force_resume`` (vsi-iommu.c through
+                                        ``DEFINE_RUNTIME_DEV_PM_OPS``, rockchip-iommu.c
+                                        through ``SET_SYSTEM_SLEEP_PM_OPS``)
 =====================================  ==============================================
 
 The interrupt handler is whatever the driver passes to ``request_irq`` in
@@ -44,6 +52,8 @@ its probe.
 from __future__ import annotations
 
 import inspect
+
+from model.kernel.pm import pm_runtime_force_resume, pm_runtime_force_suspend
 
 __all__ = ["IommuDriver", "validate_driver", "REQUIRED_METHODS", "OPTIONAL_OPS"]
 
@@ -75,6 +85,13 @@ class IommuDriver:
     iotlb_sync = None
     iotlb_sync_map = None
     flush_iotlb_all = None
+
+    # SET_SYSTEM_SLEEP_PM_OPS(pm_runtime_force_suspend, pm_runtime_force_resume)
+    async def suspend(self, dev):
+        return await pm_runtime_force_suspend(dev)
+
+    async def resume(self, dev):
+        return await pm_runtime_force_resume(dev)
 
     def __repr__(self):
         return f"<driver {self.name}>"

@@ -44,11 +44,13 @@ HOOKS = (
     "op_end",  # (cpu, name)                  ... and returned
     "mmio",  # (cpu, hw, reg, value, is_write) a register access
     "dma",  # (master, access)                a DMA master issued an access
-    "walk",  # (hw, page)                     the table walker read a table page
+    "walk",  # (hw, page, rests)              the table walker used a table page (rests: model.hw.walker)
     "event",  # (cpu, what, detail)           anything else worth a timeline line
     "sync",  # (cpu, obj)                    an ordering point on obj (dev->power.lock, atomics): acquire+release
+    "oob",  # (cpu, view, field, what)       a field read outside any object (container_of of a foreign one)
     "iommu",  # (cpu, what, info)             IOMMU core / DMA-API facts for oracles (model.iommu)
     "run_end",  # (kernel,)                   all CPUs are done: end-of-run checks
+    "rpm_usage",  # (cpu, dev, delta, api, link) dev->power.usage_count changed (model.kernel.pm)
 )
 
 
@@ -83,6 +85,7 @@ class Kernel:
         self.setup = []  # async callables run before the CPUs start (boot)
         self.teardown = []  # async callables run after every CPU is done
         self.cells = {}  # Shared cell -> its value in this run (model.kernel.shared)
+        self.statics = {}  # memory outside any object that a run touched (model.iommu.domain.OutOfBounds)
         # Failure injection (fail_nth): when set, every allocation and
         # dma_map_single a scheduled CPU makes is a failure point whose
         # outcome the engine decides (``cpu.sched.fail_point``, see

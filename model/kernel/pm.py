@@ -28,7 +28,20 @@ suppliers.  The functions are the kernel's, step by step:
 * callbacks of a device that is not ``irq_safe`` run with interrupts ON,
   whatever the caller's state: ``__rpm_callback`` drops ``dev->power.lock``
   with ``spin_unlock_irq`` around them (the caller's ``irqsave`` state comes
-  back after).
+  back after);
+* system sleep as the PM core and runtime.c (v6.17+) do it:
+  ``pm_runtime_force_suspend``/``pm_runtime_force_resume`` (the
+  ``SYSTEM_SLEEP_PM_OPS`` of every IOMMU driver modelled here),
+  ``pm_runtime_barrier``, ``__pm_runtime_disable`` with its check for a
+  pending resume, ``pm_runtime_get_noresume`` (``device_prepare``'s
+  reference), ``__pm_runtime_set_status`` with the suppliers' references,
+  and ``pm_wq`` as the freezable workqueue it is (``WQ_FREEZABLE``,
+  kernel/power/main.c): frozen, it starts no work; the device phases
+  themselves (dpm order, freezer) are the workload's
+  (``model.workloads.op_system_sleep``);
+* every change of ``usage_count`` is told to the ``rpm_usage`` hook
+  (``(cpu, dev, delta, api, link)``), so that an observer can pair each
+  get with its put (``stress.oracles.rpm_usage``).
 
 Model simplifications, all in the conservative direction:
 
@@ -92,6 +105,14 @@ __all__ = [
     "pm_runtime_suspend",
     "pm_runtime_force_suspend",
     "pm_runtime_force_resume",
+    "pm_runtime_get_noresume",
+    "pm_runtime_barrier",
+    "pm_runtime_need_not_resume",
+    "pm_runtime_status_suspended",
+    "wait_until",
+    "pm_sleep_callback",
+    "pm_wq_freeze",
+    "pm_wq_thaw",
     "pm_runtime_work",
     "device_link_add",
     "device_link_remove",
@@ -201,6 +222,7 @@ class PmWorkqueue:
 
     def __init__(self, kernel, workers=WORKERS):
         self.kernel = kernel
+        self.frozen = False  # freeze_workqueues_begin() .. thaw_workqueues()
         self.queue = []
         self.running = {}  # dev -> the worker running its work item
         self.workers = [_Worker(self, i) for i in range(workers)]
@@ -215,7 +237,11 @@ class PmWorkqueue:
         return None
 
     def ready(self):
-        return self.next_work() is not None
+        return not self.frozen and self.next_work() is not None
+
+    def idle(self):
+        """No work item running (``freeze_workqueues_busy()`` is false)."""
+        return not self.running
 
     def queue_work(self, dev):
         if dev not in self.queue:
@@ -267,6 +293,46 @@ def pm_wq(kernel):
     return wq
 
 
+class _Until:
+    """What ``sched.wait`` parks on: ready when ``fn()`` is true."""
+
+    __slots__ = ("fn", "what")
+
+    def __init__(self, fn, what):
+        self.fn = fn
+        self.what = what
+
+    def ready(self):
+        return self.fn()
+
+    def __repr__(self):
+        return self.what
+
+
+async def wait_until(fn, what):
+    """Park the calling CPU until ``fn()`` is true (a ``wait_event``)."""
+    cpu = current()
+    cond = None
+    while not fn():
+        if cond is None:
+            cond = _Until(fn, what)
+        await cpu.sched.wait(cpu, cond)
+
+
+async def pm_wq_freeze(kernel):
+    """``freeze_workqueues_begin()`` for ``pm_wq`` (``WQ_FREEZABLE``), then wait,
+    as ``try_to_freeze_tasks`` does, until no work item of it runs: queued
+    requests stay queued, no worker starts one until :func:`pm_wq_thaw`."""
+    wq = pm_wq(kernel)
+    wq.frozen = True
+    await wait_until(wq.idle, "pm_wq (freezing)")
+
+
+def pm_wq_thaw(kernel):
+    """``thaw_workqueues()``: the workers take queued work again."""
+    pm_wq(kernel).frozen = False
+
+
 async def flush_pm_wq(kernel):
     """``flush_workqueue(pm_wq)`` on the calling CPU: run every queued work item now.
 
@@ -286,6 +352,16 @@ def _event(dev, what):
         cpu = current()
         for fn in k.hooks.event:
             fn(cpu, "rpm", f"{dev.name}: {what}")
+
+
+def _usage(dev, delta, api, link=None):
+    """``usage_count`` of ``dev`` changed by ``delta`` in ``api``: the ``rpm_usage`` hook.
+    ``link`` is the device link on whose behalf a supplier's count moved."""
+    k = dev.power.kernel
+    if k.hooks.rpm_usage:
+        cpu = current()
+        for fn in k.hooks.rpm_usage:
+            fn(cpu, dev, delta, api, link)
 
 
 def _update_status(dev, status):
@@ -310,8 +386,9 @@ def _cancel_pending(dev):
 
 
 def _callback(dev, name):
-    """``RPM_GET_CALLBACK``."""
-    ops = getattr(dev, "pm_ops", None)
+    """``RPM_GET_CALLBACK``: the power domain's (``dev->pm_domain``) before the driver's."""
+    pd = getattr(dev, "pm_domain", None)
+    ops = pd.ops if pd is not None else getattr(dev, "pm_ops", None)
     return getattr(ops, name, None) if ops is not None else None
 
 
@@ -351,10 +428,10 @@ async def rpm_get_suppliers(dev):
     for link in dev.power.suppliers:
         if not link.flags & DL_FLAG_PM_RUNTIME:
             continue
-        retval = await pm_runtime_get_sync(link.supplier)
+        retval = await __pm_runtime_resume(link.supplier, RPM_GET_PUT, "pm_runtime_get_sync", link)
         # Ignore suppliers with disabled runtime PM.
         if retval < 0 and retval != -EACCES:
-            pm_runtime_put_noidle(link.supplier)
+            _put_noidle(link.supplier, "pm_runtime_put_noidle", link)
             return retval
         link.rpm_active += 1
     return 0
@@ -366,6 +443,7 @@ def pm_runtime_release_supplier(link):
     while link.rpm_active > 1 and supplier.power.usage_count > 0:
         link.rpm_active -= 1
         supplier.power.usage_count -= 1
+        _usage(supplier, -1, "pm_runtime_release_supplier", link)
 
 
 async def _rpm_put_suppliers(dev, try_to_suspend):
@@ -547,23 +625,25 @@ def _power_lock(cpu, dev):
         fn(cpu, dev.power)
 
 
-def _drop_usage_count(dev):
+def _drop_usage_count(dev, what):
     """``rpm_drop_usage_count``: the new count, or -EINVAL on underflow."""
     power = dev.power
     if power.usage_count <= 0:
         power.kernel.warn(f"{dev.name}: Runtime PM usage count underflow!")
         return -EINVAL
     power.usage_count -= 1
+    _usage(dev, -1, what)
     return power.usage_count
 
 
-async def __pm_runtime_resume(dev, rpmflags, what):
+async def __pm_runtime_resume(dev, rpmflags, what, link=None):
     cpu = current()
     # might_sleep_if(): a resume of an active device returns at once
     if not rpmflags & RPM_ASYNC and not dev.power.irq_safe and dev.power.runtime_status != RPM_ACTIVE:
         _might_sleep(cpu, what)
     if rpmflags & RPM_GET_PUT:
         dev.power.usage_count += 1
+        _usage(dev, 1, what, link)
     await cpu.sched.point(cpu)  # spin_lock_irqsave(&dev->power.lock)
     _power_lock(cpu, dev)
     return await rpm_resume(dev, rpmflags)
@@ -572,7 +652,7 @@ async def __pm_runtime_resume(dev, rpmflags, what):
 async def __pm_runtime_idle(dev, rpmflags, what):
     cpu = current()
     if rpmflags & RPM_GET_PUT:
-        retval = _drop_usage_count(dev)
+        retval = _drop_usage_count(dev, what)
         if retval < 0:
             return retval
         if retval > 0:
@@ -589,7 +669,7 @@ async def __pm_runtime_idle(dev, rpmflags, what):
 async def __pm_runtime_suspend(dev, rpmflags, what):
     cpu = current()
     if rpmflags & RPM_GET_PUT:
-        retval = _drop_usage_count(dev)
+        retval = _drop_usage_count(dev, what)
         if retval < 0:
             return retval
         if retval > 0:
@@ -603,7 +683,7 @@ async def __pm_runtime_suspend(dev, rpmflags, what):
     return await rpm_suspend(dev, rpmflags)
 
 
-async def _get_conditional(dev, ign_usage_count):
+async def _get_conditional(dev, ign_usage_count, what):
     """``pm_runtime_get_conditional``: never sleeps."""
     cpu = current()
     await cpu.sched.point(cpu)
@@ -615,18 +695,19 @@ async def _get_conditional(dev, ign_usage_count):
         return 0
     if ign_usage_count or power.usage_count > 0:
         power.usage_count += 1
+        _usage(dev, 1, what)
         return 1
     return 0
 
 
 async def pm_runtime_get_if_in_use(dev):
     """1 (and a reference) if active and in use; 0 otherwise; -EINVAL if disabled."""
-    return await _get_conditional(dev, False)
+    return await _get_conditional(dev, False, "pm_runtime_get_if_in_use")
 
 
 async def pm_runtime_get_if_active(dev):
     """1 (and a reference) if active, whatever the usage count; else 0."""
-    return await _get_conditional(dev, True)
+    return await _get_conditional(dev, True, "pm_runtime_get_if_active")
 
 
 async def pm_runtime_get(dev):
@@ -643,7 +724,7 @@ async def pm_runtime_resume_and_get(dev):
     """Sync resume and a reference; 0 or a negative errno (then no reference).  May sleep."""
     ret = await __pm_runtime_resume(dev, RPM_GET_PUT, "pm_runtime_resume_and_get")
     if ret < 0:
-        pm_runtime_put_noidle(dev)
+        _put_noidle(dev, "pm_runtime_resume_and_get")
         return ret
     return 0
 
@@ -672,8 +753,19 @@ async def pm_runtime_put_sync_autosuspend(dev):
 
 def pm_runtime_put_noidle(dev):
     """``atomic_add_unless(&usage_count, -1, 0)``: no idle check."""
+    _put_noidle(dev, "pm_runtime_put_noidle")
+
+
+def _put_noidle(dev, what, link=None):
     if dev.power.usage_count > 0:
         dev.power.usage_count -= 1
+        _usage(dev, -1, what, link)
+
+
+def pm_runtime_get_noresume(dev):
+    """``atomic_inc(&usage_count)``: a reference, no resume (``device_prepare`` takes one)."""
+    dev.power.usage_count += 1
+    _usage(dev, 1, "pm_runtime_get_noresume")
 
 
 async def pm_runtime_idle(dev):
@@ -701,36 +793,96 @@ def pm_runtime_enable(dev):
 
 
 async def pm_runtime_disable(dev):
-    """``__pm_runtime_disable(dev, true)``: cancel the pending request, wait for callbacks."""
+    """``pm_runtime_disable``: ``__pm_runtime_disable(dev, true)``."""
+    await __pm_runtime_disable(dev, True)
+
+
+def _cancel_work(dev):
+    """``cancel_work_sync(&dev->power.work)`` of a work item not running: off the queue."""
+    power = dev.power
+    wq = getattr(power.kernel, "pm_wq", None)
+    if wq is not None and dev in wq.queue and dev not in wq.running:
+        wq.queue.remove(dev)
+
+
+async def __pm_runtime_barrier(cpu, dev):
+    """``__pm_runtime_barrier``: cancel the pending request, wait for a callback in progress."""
+    power = dev.power
+    if power.request_pending:
+        power.request = RPM_REQ_NONE
+        power.request_pending = False
+        _cancel_work(dev)
+    while not power.ready():
+        await _wait_stable(cpu, dev)
+
+
+async def __pm_runtime_disable(dev, check_resume):
+    """``__pm_runtime_disable``: a pending resume request is carried out first
+    (``check_resume``: there is I/O to process), then the barrier, then the depth."""
     cpu = current()
-    await cpu.sched.point(cpu)
+    await cpu.sched.point(cpu)  # spin_lock_irq(&dev->power.lock)
+    _power_lock(cpu, dev)
     power = dev.power
     if power.disable_depth > 0:
         power.disable_depth += 1
         return
-    # __pm_runtime_barrier()
-    if power.request_pending:
-        power.request = RPM_REQ_NONE
-        power.request_pending = False
-    while not power.ready():
-        await _wait_stable(cpu, dev)
+    if check_resume and power.request_pending and power.request == RPM_REQ_RESUME:
+        # Prevent suspends and idle notifications from being carried out
+        # after we have woken up the device.
+        pm_runtime_get_noresume(dev)
+        await rpm_resume(dev, 0)
+        _put_noidle(dev, "pm_runtime_put_noidle")
     power.disable_depth += 1
+    if power.disable_depth == 1:  # if (!dev->power.disable_depth++)
+        await __pm_runtime_barrier(cpu, dev)
 
 
-def pm_runtime_set_active(dev):
+async def pm_runtime_barrier(dev):
+    """``pm_runtime_barrier`` (``device_suspend`` calls it): a pending resume
+    request is carried out, other requests cancelled, a transition in
+    progress waited for; 1 if the device was resumed."""
+    cpu = current()
+    pm_runtime_get_noresume(dev)
+    await cpu.sched.point(cpu)  # spin_lock_irq(&dev->power.lock)
+    _power_lock(cpu, dev)
     power = dev.power
-    if power.disable_depth == 0:
-        return -EAGAIN
-    _update_status(dev, RPM_ACTIVE)
-    return 0
+    retval = 0
+    if power.request_pending and power.request == RPM_REQ_RESUME:
+        await rpm_resume(dev, 0)
+        retval = 1
+    await __pm_runtime_barrier(cpu, dev)
+    _put_noidle(dev, "pm_runtime_put_noidle")
+    return retval
 
 
-def pm_runtime_set_suspended(dev):
+async def __pm_runtime_set_status(dev, status):
+    """``__pm_runtime_set_status`` (runtime PM disabled, or -EAGAIN): ACTIVE
+    takes references on the suppliers first; SUSPENDED drops those the links hold."""
     power = dev.power
-    if power.disable_depth == 0:
+    if not (power.runtime_error or power.disable_depth):
         return -EAGAIN
-    _update_status(dev, RPM_SUSPENDED)
-    return 0
+    power.disable_depth += 1  # prevent runtime PM from being enabled meanwhile
+    error = 0
+    if status == RPM_ACTIVE:
+        error = await rpm_get_suppliers(dev)
+        if error:
+            status = RPM_SUSPENDED
+    if power.runtime_status != status:
+        _update_status(dev, status)
+    if not error:
+        power.runtime_error = 0
+    if status == RPM_SUSPENDED:
+        await _rpm_put_suppliers(dev, True)
+    pm_runtime_enable(dev)
+    return error
+
+
+async def pm_runtime_set_active(dev):
+    return await __pm_runtime_set_status(dev, RPM_ACTIVE)
+
+
+async def pm_runtime_set_suspended(dev):
+    return await __pm_runtime_set_status(dev, RPM_SUSPENDED)
 
 
 def pm_runtime_set_autosuspend_delay(dev, delay_ms):
@@ -753,33 +905,72 @@ def pm_runtime_suspended(dev):
     return dev.power.runtime_status == RPM_SUSPENDED and dev.power.disable_depth == 0
 
 
+def pm_runtime_status_suspended(dev):
+    return dev.power.runtime_status == RPM_SUSPENDED
+
+
+def pm_runtime_need_not_resume(dev):
+    """``pm_runtime_need_not_resume``: nobody but the PM core (``device_prepare``'s
+    reference) uses the device (no children here)."""
+    return dev.power.usage_count <= 1
+
+
 async def pm_runtime_force_suspend(dev):
-    """System sleep / shutdown: disable runtime PM and run the suspend callback."""
+    """``pm_runtime_force_suspend`` (runtime.c, v6.17+): disable runtime PM; if
+    the device is not suspended (and not forced already) run its
+    ``runtime_suspend`` callback directly (no ``__rpm_callback``: interrupts as
+    the caller has them, suppliers untouched).  If nobody else uses it, its
+    status becomes SUSPENDED (``pm_runtime_set_suspended``: the links drop
+    their references on the suppliers); otherwise its status stays as it was
+    (RPM_ACTIVE, with the hardware suspended) and ``needs_force_resume`` is set.
+    Runtime PM stays disabled until :func:`pm_runtime_force_resume`."""
     await pm_runtime_disable(dev)
     power = dev.power
-    if power.runtime_status == RPM_SUSPENDED or power.needs_force_resume:
+    if pm_runtime_status_suspended(dev) or power.needs_force_resume:
         return 0
     cb = _callback(dev, "runtime_suspend")
     ret = await cb(dev) if cb is not None else 0
     if ret:
-        pm_runtime_enable(dev)
+        pm_runtime_enable(dev)  # err:
         return ret
-    _update_status(dev, RPM_SUSPENDED)
-    power.needs_force_resume = True
+    if pm_runtime_need_not_resume(dev):
+        await pm_runtime_set_suspended(dev)
+    else:
+        power.needs_force_resume = True
+    _event(dev, "force-suspended")
     return 0
 
 
 async def pm_runtime_force_resume(dev):
+    """``pm_runtime_force_resume`` (v6.17+; no smart_suspend): the
+    ``runtime_resume`` callback only for a device :func:`pm_runtime_force_suspend`
+    left ``needs_force_resume`` (a failure makes it SUSPENDED); then runtime PM
+    is enabled again."""
     power = dev.power
+    ret = 0
     if power.needs_force_resume:
         cb = _callback(dev, "runtime_resume")
         ret = await cb(dev) if cb is not None else 0
         if ret:
-            return ret
-        _update_status(dev, RPM_ACTIVE)
-        power.needs_force_resume = False
+            await pm_runtime_set_suspended(dev)
+        else:
+            _event(dev, "force-resumed")
+    power.needs_force_resume = False
     pm_runtime_enable(dev)
-    return 0
+    return ret
+
+
+def pm_sleep_callback(dev, name):
+    """The system-sleep callback ``name`` (``suspend``, ``resume``, ...) of ``dev``,
+    as ``device_suspend``/``device_resume`` pick it: the power domain's, else
+    the driver's ``dev_pm_ops``; None when there is none (the PM core then
+    does nothing for the device in that phase)."""
+    pd = getattr(dev, "pm_domain", None)
+    cb = getattr(pd.ops, name, None) if pd is not None else None
+    if cb is None:
+        ops = getattr(dev, "pm_ops", None)
+        cb = getattr(ops, name, None) if ops is not None else None
+    return cb
 
 
 async def device_link_add(consumer, supplier, flags):
@@ -793,7 +984,7 @@ async def device_link_add(consumer, supplier, flags):
     link = DeviceLink(consumer, supplier, flags)
     consumer.power.suppliers.append(link)
     if flags & DL_FLAG_PM_RUNTIME and flags & DL_FLAG_RPM_ACTIVE:
-        await pm_runtime_get_sync(supplier)
+        await __pm_runtime_resume(supplier, RPM_GET_PUT, "pm_runtime_get_sync", link)
         link.rpm_active += 1
     return link
 

@@ -8,25 +8,31 @@ kind from the fixed vocabulary:
 ``dma32``                 dma32-violation
 ``pagetable``             pagetable-use-after-free
 ``leak``                  leak
+``rpm-usage``             leak (a runtime-PM reference never dropped)
 ``gfp``                   gfp-accounting-dropped
 ``isolation``             dma-isolation and stale-tlb
+``kasan``                 invalid-access (a field read outside any object)
 ========================  =====================================================
 """
 
 from .dma32 import Dma32Oracle
 from .gfp import GfpAccountingOracle
 from .isolation import IsolationOracle
+from .kasan import KasanChecker
 from .leak import LeakOracle
 from .pagetable import PageTableOracle
 from .power import PowerOracle
+from .rpm_usage import RpmUsageOracle
 
 ORACLES = {
     "power": PowerOracle,
     "dma32": Dma32Oracle,
     "pagetable": PageTableOracle,
     "leak": LeakOracle,
+    "rpm-usage": RpmUsageOracle,
     "gfp": GfpAccountingOracle,
     "isolation": IsolationOracle,
+    "kasan": KasanChecker,
 }
 
 __all__ = ["ORACLES"]

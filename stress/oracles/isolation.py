@@ -34,7 +34,26 @@ PAGE = 12
 RESTS_ON = {
     "disable": "the IOTLB keeps its entries while translation is disabled (VSI AHB_CONTROL = 0, rk DISABLE_PAGING)",
     "clock-off": "the IOTLB keeps its entries while the IOMMU's clocks are gated",
+    "power-off": "the IOTLB keeps its entries while its power domain is off",
 }
+
+#: what a find rests on when the walk used a stale walk-cache entry
+#: (model.hw.tlb.WALK_CACHE_LEVELS); ``--walk-cache none`` drops them
+WALK_CACHE_RESTS_ON = {
+    "pta": "the MMU caches the PTA entry (the DT address) it walked and uses it, not memory, until a FLUSH",
+    "dte": "the MMU caches DT entries (a paging-structure cache) it walked and uses them, not memory, until zapped "
+    "(VSI FLUSH; rk ZAP_CACHE, or ZAP_ONE_LINE of an IOVA in the entry's 4 MiB)",
+}
+
+
+def rests_on(rests):
+    """The report lines of ``rests`` (walk-cache levels and retention events, model.hw.walker)."""
+    return [WALK_CACHE_RESTS_ON.get(x) or RESTS_ON[x] for x in rests]
+
+
+def rests_params(rests):
+    """Which hardware parameters ``rests`` comes from: ``walk_cache, tlb_retention``."""
+    return ", ".join(n for n, ok in (("walk_cache", any(x in WALK_CACHE_RESTS_ON for x in rests)), ("tlb_retention", any(x in RESTS_ON for x in rests))) if ok)
 
 class _Mapping:
     __slots__ = ("paddr", "begin", "end")
@@ -170,9 +189,10 @@ class IsolationOracle:
             f"domains {acc.dev} may use now: " + (", ".join(repr(d) for d in allowed) or "none"),
             f"access: {acc}",
         ]
-        assumptions = [RESTS_ON[ev] for ev in acc.survived] if kind == "stale-tlb" else []
+        rests = tuple(acc.cached) + tuple(acc.survived)
+        assumptions = rests_on(rests)
         if assumptions:
-            lines += ["this rests on a hardware fact the model assumes (tlb_retention):", *(f"  {a}" for a in assumptions)]
+            lines += [f"this rests on a hardware fact the model assumes ({rests_params(rests)}):", *(f"  {a}" for a in assumptions)]
             self.kernel.report(kind, msg, splat="\n".join(lines), stacks={}, cpu=None, where=where, assumptions=assumptions)
         else:
             self.kernel.report(kind, msg, splat="\n".join(lines), stacks={}, cpu=None, where=where)

@@ -447,7 +447,10 @@ class _Range:
             run_on = _observed(concrete, self.coverage) if counted else concrete
             if self.functions is not None:
                 self.functions.active = counted
-            out = await run_schedule_async(run_on, chooser, lock_graph=graph, **self.opts)
+            opts = self.opts
+            out = await run_schedule_async(run_on, chooser, lock_graph=graph, **opts)
+            if out.violation is not None and out.violation.get("kasan"):
+                self.opts = dict(opts, kasan_reported=True)  # the batch is one boot (stress.oracles.kasan)
             if self.keep_graph and graph.size() != before:
                 self.teachers[index] = (concrete, target_of(concrete), list(out.decisions))
             if graph is not None and counted and not self.keep_graph:
@@ -465,7 +468,7 @@ class _Range:
             hit = self.hits.get(sig)
             if hit is None:
                 priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
-                self.hits[sig] = [out.kind, out.violation["message"], index, 1, out, concrete, priors]
+                self.hits[sig] = [out.kind, out.violation["message"], index, 1, out, concrete, priors, opts]
             else:
                 hit[3] += 1
         if self.keep_graph:
@@ -475,10 +478,11 @@ class _Range:
         from stress.engine import plain_message, to_violation
 
         finds = []
-        for sig, (kind, message, index, count, out, concrete, priors) in self.hits.items():
+        for sig, (kind, message, index, count, out, concrete, priors, opts) in self.hits.items():
             report = None
             if sig not in known:
-                report = to_violation(concrete, out, index, meta, self.opts, True, priors).report
+                m = dict(meta, options=dict(meta["options"], kasan_reported=True)) if opts.get("kasan_reported") else meta
+                report = to_violation(concrete, out, index, m, opts, True, priors).report
             finds.append(Find(sig, kind, plain_message(message), index, count, report))
         finds.sort(key=lambda f: f.schedule)
         edges = sorted([str(a), str(b)] for a, b in self.edges)

@@ -17,7 +17,7 @@ import re
 import signal
 import sys
 
-from ..cliargs import add_tlb_retention, run_command
+from ..cliargs import add_hardware, run_command
 from ..cliargs import positive_int as _positive_int
 from ..cliargs import seconds as _seconds
 from ..cliargs import seed as _seed
@@ -51,7 +51,7 @@ def _duration(text):
 
 
 #: options fixed when a soak starts: ``--resume`` takes them from the soak
-_STORED = ("driver", "scenario", "strategy", "seed", "checkers", "pct_depth", "max_steps", "cpus", "ops", "tlb_retention", "batch", "inject_failures")
+_STORED = ("driver", "scenario", "strategy", "seed", "checkers", "pct_depth", "max_steps", "cpus", "ops", "tlb_retention", "walk_cache", "soc", "batch", "inject_failures")
 
 
 def add_parser(sub):
@@ -83,7 +83,7 @@ def add_parser(sub):
     )
     s.add_argument("--cpus", type=_positive_int, default=None, help="CPUs for a driver workload")
     s.add_argument("--ops", type=_positive_int, default=None, help="operations per CPU for a driver workload")
-    add_tlb_retention(s)
+    add_hardware(s)
     s.add_argument(
         "--inject-failures",
         action="store_true",
