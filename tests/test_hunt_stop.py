@@ -79,7 +79,7 @@ def test_all_kinds_reports_each_signature_once(tmp_path):
     """Two data races in two places are two finds; each report is written once."""
     from stress.cli import main
 
-    assert main(["hunt", "--driver", "vsi-mainline", "--all-kinds", "--schedules", "1500", "--json", "--out", str(tmp_path)]) == 1
+    assert main(["hunt", "--driver", "vsi-mainline", "--all-kinds", "--schedules", "400", "--json", "--out", str(tmp_path)]) == 1
     reports = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
     sigs = [r["signature"] for r in reports]
     assert len(sigs) == len(set(sigs)) >= 4

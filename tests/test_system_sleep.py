@@ -373,6 +373,6 @@ def test_a_plugin_driver_leak_is_found_and_a_balanced_one_is_not():
 
 def test_vsi_fixed_stays_clean_with_system_sleep():
     """Every checker, the drawn workload with system sleep in it."""
-    for seed in (0, 1):
+    for seed in (0,):  # every clean-driver test draws system sleep too
         r = stress.explore(driver_scenario("vsi-fixed", workload_config()), strategy="pct", schedules=1500, seed=seed, shrink=False)
         assert not r.found, [(v.kind, v.message) for v in r.violations]

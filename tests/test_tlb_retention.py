@@ -79,7 +79,7 @@ def test_mainline_stale_tlb_on_an_always_powered_soc_rests_on_clock_gating():
 
 
 def test_mainline_has_no_stale_tlb_on_hardware_that_forgets():
-    for seed in range(3):
+    for seed in range(2):
         assert _stale((), seed) == []
         assert _stale(DEFAULT_RETENTION, seed) == []  # the RK3588 power-off wipes it
 

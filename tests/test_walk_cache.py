@@ -399,8 +399,10 @@ def test_cli_option_is_checked_and_recorded(tmp_path, capsys):
 
 def test_vsi_fixed_stays_clean_with_the_walk_cache():
     """Both levels on (a superset of what one level caches): no finding in
-    3000 schedules (the CLI hunts of 5000 per --walk-cache value are clean too)."""
+    1000 schedules here; the CLI hunts of 5000 per --walk-cache value and
+    the 100,000-schedule soaks of the issue are clean too).  Both levels are
+    the default, so every clean-driver test runs with them."""
     cfg = workload_config(walk_cache=list(WALK_CACHE_LEVELS))
-    r = stress.explore(driver_scenario("vsi-fixed", cfg), strategy="pct", schedules=3000, seed=1)
+    r = stress.explore(driver_scenario("vsi-fixed", cfg), strategy="pct", schedules=1000, seed=1)
     assert r.violations == [], [v.message for v in r.violations]
-    assert r.schedules == 3000
+    assert r.schedules == 1000

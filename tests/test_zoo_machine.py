@@ -31,12 +31,17 @@ BUDGET = 300
 #: (measured: B4 seeds 0-2: 1016, 875, 1137; B5 seed 0: 1220), a minute or
 #: more per seed: they run in the soak run only, where the rate is asserted
 #: (the PCT route of tests/test_zoo.py finds both in the default run).
-BUDGETS = {"B4": 2000, "B5": 2000}
+#: B9 on the VSI-layout mutant (a missing flush when translation comes back
+#: on) needs attach, map, DMA, suspend, unmap, resume, DMA on one device;
+#: measured: seed 2 within 300 examples, seeds 0 and 1 not within 800 and
+#: 1,000 (66 s for seeds 0-3 in the default run: soak run only; its PCT
+#: route is in tests/test_zoo.py's default run).
+BUDGETS = {"B4": 2000, "B5": 2000, "B9": 1000}
 LONG = set(BUDGETS)
 #: default run: found by one of seeds 0..SEEDS-1 (most bugs by seed 0)
 SEEDS = 4
 #: soak run: found by at least this many of seeds 0-9
-SOAK_MIN = {"B4": 5, "B5": 3}
+SOAK_MIN = {"B4": 5, "B5": 3, "B9": 2}
 SOAK_MIN_DEFAULT = 7
 #: operations a shrunk find may keep (default 8).  B9 on the VSI-layout
 #: mutant needs attach, map, DMA, suspend, unmap, resume, DMA on one device;
