@@ -1,7 +1,7 @@
 """The two-level table walker: DTE -> PTE, 1024 x 1024 x 4 KiB.
 
 It reads table memory through the DEVICE view (what was synced), never the
-CPU's, and emits ``walk(hw, page)`` for every table page it reads (the page
+CPU's, and emits ``walk(hw, page, rests)`` for every table page it reads (the page
 object found at that physical address, which may be a freed one: the
 oracle decides).  Memory where no page was ever allocated reads as zero.
 Addresses are 32-bit: a table above 4 GiB cannot be named in a register or

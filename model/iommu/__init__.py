@@ -51,7 +51,8 @@ is the :class:`Device`, ``access.outcome`` one of tlb/walk/bypass/fault/off/stal
 ``access.paddr`` where it landed, ``access.base/dt/pt`` the table pages used
 (map them to a domain with ``domain.table_pages()``), ``access.fill`` for a TLB
 hit the walk access that filled the line (its ``seq`` orders it against the
-events above).  ``walk(hw, page)`` for every table page the walker reads;
+events above).  ``walk(hw, page, rests)`` for every table page the walker reads or takes
+from its walk cache (``rests``: what that use rests on, model.hw.walker);
 ``hw.referenced_pages()`` what the hardware may still use.
 """
 
