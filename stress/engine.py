@@ -186,6 +186,12 @@ def explore(
     return result
 
 
+def after_kasan(meta):
+    """``meta`` of a find made after KASAN's one report of its search (or batch):
+    its report's options say so, and its replay keeps KASAN silent."""
+    return dict(meta, options=dict(meta["options"], kasan_reported=True))
+
+
 def _meta_for(meta, concrete_target):
     return dict(meta, target=concrete_target) if concrete_target is not None else meta
 
@@ -206,7 +212,7 @@ class _Reporter:
     def kasan_reported(self):
         """Later finds run, shrink, replay and say so with KASAN silent (stress.oracles.kasan)."""
         self.opts = dict(self.opts, kasan_reported=True)
-        self.meta = dict(self.meta, options=dict(self.meta["options"], kasan_reported=True))
+        self.meta = after_kasan(self.meta)
 
     def __call__(self, result, index, out, concrete, concrete_target, priors):
         """Shrink and report ``out`` (runs in a thread: shrinking runs schedules of its own)."""

@@ -71,10 +71,6 @@ class ClkBulk:
         self.enable_count = 0
 
     @property
-    def hw(self):  # the consumer (kept for callers that name it so)
-        return self.owner
-
-    @property
     def running(self):
         """The clock runs (some consumer holds it enabled)."""
         return self.core.enable_count > 0

@@ -115,9 +115,6 @@ class IommuHw:
         """Its power domain went off (``model.kernel.genpd``): every register
         back to its reset value; the TLB survives only if stated to."""
         self._reset_registers()
-        self.exception = 0
-        self.config1 = 0
-        self.flush = 0
         self.tlb.lose("power-off")  # and the walk cache with it
 
     def __repr__(self):
@@ -219,6 +216,9 @@ class IommuHw:
         self.int_rawstat = 0
         self.int_mask = 0
         self.auto_gating = 0
+        self.config1 = 0  # vsi only: FORCE_RESET is an rk command
+        self.exception = 0
+        self.flush = 0
 
     def _read_vsi(self, off):
         if off == VSI_MMU_AHB_EXCEPTION_BASE:  # == VSI_MMU_PAGE_FAULT_ADDR

@@ -27,8 +27,11 @@ starts powered (``genpd_dev_pm_attach`` powers it on for probe; the
 
 from __future__ import annotations
 
+from errno import EBUSY
+
 from .cpu import current
 from .locks import Mutex, mutex_lock, mutex_unlock
+from .pm import driver_pm_callback, pm_runtime_suspended
 
 __all__ = [
     "GenericPmDomain",
@@ -37,9 +40,6 @@ __all__ = [
     "genpd_runtime_suspend",
     "genpd_runtime_resume",
 ]
-
-EBUSY = 16
-
 
 class GenericPmDomain:
     """``struct generic_pm_domain``: its devices, status and lock."""
@@ -80,16 +80,11 @@ def _event(genpd, what):
         fn(cpu, "genpd", f"{genpd.name}: {what}")
 
 
-def _pm_runtime_suspended(dev):
-    power = dev.power
-    return power.runtime_status == "suspended" and not power.disable_depth
-
-
 def genpd_power_off(genpd, one_dev_on):
     """``genpd_power_off`` (genpd lock held): -EBUSY while a device is on."""
     if not genpd.on:
         return 0
-    not_suspended = sum(1 for dev in genpd.devices if not _pm_runtime_suspended(dev))
+    not_suspended = sum(1 for dev in genpd.devices if not pm_runtime_suspended(dev))
     if not_suspended > 1 or (not_suspended == 1 and not one_dev_on):
         return -EBUSY
     for hw in genpd.hws:
@@ -108,14 +103,9 @@ def genpd_power_on(genpd):
     return 0
 
 
-def _driver_callback(dev, name):
-    ops = getattr(dev, "pm_ops", None)
-    return getattr(ops, name, None) if ops is not None else None
-
-
 async def genpd_runtime_suspend(dev):
     genpd = dev.pm_domain
-    cb = _driver_callback(dev, "runtime_suspend")
+    cb = driver_pm_callback(dev, "runtime_suspend")
     ret = await cb(dev) if cb is not None else 0
     if ret:
         return ret
@@ -132,7 +122,7 @@ async def genpd_runtime_resume(dev):
     mutex_unlock(genpd.mlock)
     if ret:
         return ret
-    cb = _driver_callback(dev, "runtime_resume")
+    cb = driver_pm_callback(dev, "runtime_resume")
     ret = await cb(dev) if cb is not None else 0
     if ret:
         await mutex_lock(genpd.mlock)

@@ -65,6 +65,7 @@ from .cpu import current
 from .locks import local_irq_disable, local_irq_enable
 
 __all__ = [
+    "driver_pm_callback",
     "RPM_ACTIVE",
     "RPM_RESUMING",
     "RPM_SUSPENDED",
@@ -385,11 +386,16 @@ def _cancel_pending(dev):
     dev.power.request = RPM_REQ_NONE
 
 
-def _callback(dev, name):
-    """``RPM_GET_CALLBACK``: the power domain's (``dev->pm_domain``) before the driver's."""
-    pd = getattr(dev, "pm_domain", None)
-    ops = pd.ops if pd is not None else getattr(dev, "pm_ops", None)
+def driver_pm_callback(dev, name):
+    """The member ``name`` of the bound driver's ``dev_pm_ops`` (``dev.pm_ops``), or None."""
+    ops = getattr(dev, "pm_ops", None)
     return getattr(ops, name, None) if ops is not None else None
+
+
+def _callback(dev, name):
+    """``RPM_GET_CALLBACK``: the power domain's (``dev->pm_domain``) if it has one, else the driver's."""
+    pd = getattr(dev, "pm_domain", None)
+    return getattr(pd.ops, name, None) if pd is not None else driver_pm_callback(dev, name)
 
 
 async def _wait_stable(cpu, dev):
@@ -967,10 +973,7 @@ def pm_sleep_callback(dev, name):
     does nothing for the device in that phase)."""
     pd = getattr(dev, "pm_domain", None)
     cb = getattr(pd.ops, name, None) if pd is not None else None
-    if cb is None:
-        ops = getattr(dev, "pm_ops", None)
-        cb = getattr(ops, name, None) if ops is not None else None
-    return cb
+    return cb if cb is not None else driver_pm_callback(dev, name)
 
 
 async def device_link_add(consumer, supplier, flags):

@@ -475,13 +475,13 @@ class _Range:
             self.edges.update((a, b) for a, nxt in self.graph.fwd.items() for b in nxt)
 
     def result(self, k, lo, stop, count_from, meta, known):
-        from stress.engine import plain_message, to_violation
+        from stress.engine import after_kasan, plain_message, to_violation
 
         finds = []
         for sig, (kind, message, index, count, out, concrete, priors, opts) in self.hits.items():
             report = None
             if sig not in known:
-                m = dict(meta, options=dict(meta["options"], kasan_reported=True)) if opts.get("kasan_reported") else meta
+                m = after_kasan(meta) if opts.get("kasan_reported") else meta
                 report = to_violation(concrete, out, index, m, opts, True, priors).report
             finds.append(Find(sig, kind, plain_message(message), index, count, report))
         finds.sort(key=lambda f: f.schedule)
