@@ -336,7 +336,7 @@ class Scheduler:
             # Being chosen to start already decided that this CPU runs now:
             # parking at the start stands for parking at the first point.
             ctl.fresh = False
-            if not cpu.hardirq and cpu.blocked_on is None:
+            if not cpu.in_handler() and cpu.blocked_on is None:
                 return
         if ctl.steps > self.max_steps:
             hint = "" if ctl.last_yield else " (it never yielded: a busy-wait loop needs cpu_relax())"
@@ -488,7 +488,7 @@ class Scheduler:
     @staticmethod
     def _runnable(c):
         # An idle CPU (body done) is runnable only while it runs an IRQ handler.
-        if c.ctl.finished and not c.hardirq:
+        if c.ctl.finished and not c.in_handler():
             return False
         b = c.blocked_on
         return b is None or b.ready()
@@ -512,7 +512,7 @@ class Scheduler:
         """No option left: the normal end, or every CPU with work is blocked.
 
         Never returns: both end the run (``Stop``)."""
-        stuck = [c for c in self.kernel.cpus if (not c.ctl.finished or c.hardirq) and not c.ctl.daemon]
+        stuck = [c for c in self.kernel.cpus if (not c.ctl.finished or c.in_handler()) and not c.ctl.daemon]
         if not stuck:
             for c in self.kernel.cpus:
                 c.ctl.finished = True

@@ -43,3 +43,13 @@ from .mm import (
 )
 from .shared import Shared
 from .sleep import cond_resched, might_sleep, might_sleep_if, msleep, schedule_point
+from .softirq import (
+    in_interrupt,
+    in_serving_softirq,
+    in_softirq,
+    local_bh_disable,
+    local_bh_enable,
+    open_softirq,
+    raise_softirq,
+    raise_softirq_irqoff,
+)

@@ -36,6 +36,9 @@ HOOKS = (
     "irqs",  # (cpu, enabled)                local irq state changed
     "hardirq_enter",  # (cpu, irq)
     "hardirq_exit",  # (cpu, irq)
+    "softirq_enter",  # (cpu, nr)             a softirq handler starts (in_serving_softirq)
+    "softirq_exit",  # (cpu, nr)              ... and returned
+    "bh",  # (cpu, enabled)                   softirqs got enabled/disabled on cpu (local_bh_*), as lockdep_softirqs_on/off
     "might_sleep",  # (cpu, what)             a call that may schedule
     "alloc",  # (cpu, obj)                    a page or kmalloc object was handed out
     "free",  # (cpu, obj)                     it is being returned

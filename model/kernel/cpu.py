@@ -40,6 +40,9 @@ class Cpu:
         "sched",
         "irqs_enabled",
         "hardirq",
+        "softirq",
+        "bh",
+        "rcu",
         "preempt",
         "held",
         "blocked_on",
@@ -57,6 +60,9 @@ class Cpu:
         self.sched = NULL_SCHED
         self.irqs_enabled = True
         self.hardirq = 0  # hard-IRQ nesting depth (0 or 1: no nesting)
+        self.softirq = 0  # 1 while a softirq handler runs (SOFTIRQ_OFFSET: in_serving_softirq)
+        self.bh = 0  # local_bh_disable() nesting (SOFTIRQ_DISABLE_OFFSET units)
+        self.rcu = 0  # rcu_read_lock() nesting (rcu_preempt_depth)
         self.preempt = 0  # preempt_count from spinlocks
         self.held = []  # locks held, in acquisition order
         self.blocked_on = None  # object with .ready() this CPU waits for
@@ -64,7 +70,25 @@ class Cpu:
         self.op = None  # name of the workload operation running
 
     def in_atomic(self):
-        return self.preempt > 0 or not self.irqs_enabled or self.hardirq > 0
+        """Where a sleep is a bug (``__might_resched``): a spinlock, interrupts
+        off, hard-IRQ or softirq context, BH disabled, an RCU read-side section."""
+        return (
+            self.preempt > 0
+            or not self.irqs_enabled
+            or self.hardirq > 0
+            or self.softirq > 0
+            or self.bh > 0
+            or self.rcu > 0
+        )
+
+    def in_interrupt(self):
+        """``in_interrupt()``: hard-IRQ or softirq context, or BH disabled."""
+        return self.hardirq > 0 or self.softirq > 0 or self.bh > 0
+
+    def in_handler(self):
+        """Running an interrupt or softirq handler (the scheduler keeps an idle CPU
+        that does so runnable)."""
+        return self.hardirq > 0 or self.softirq > 0
 
     def __repr__(self):
         return self.name

@@ -3,12 +3,13 @@
 A raised line is pending until the scheduler delivers it on a CPU that has
 interrupts enabled, at one of that CPU's preemption points; the handler then
 runs on that CPU in hard-IRQ context with interrupts off, like
-``handle_irq_event``.  Shared lines run every action (IRQF_SHARED).
+``handle_irq_event``; ``irq_exit`` then runs the softirqs it raised.  Shared lines run every action (IRQF_SHARED).
 """
 
 from __future__ import annotations
 
 from .cpu import current
+from .softirq import irq_exit_softirq
 
 __all__ = [
     "IRQ_NONE",
@@ -64,6 +65,7 @@ class IrqTable:
         for fn in k.hooks.hardirq_exit:
             fn(cpu, irq)
         cpu.hardirq -= 1
+        await irq_exit_softirq(cpu)  # irq_exit(): pending softirqs run here (model.kernel.softirq)
         cpu.irqs_enabled = saved_irqs
         cpu.blocked_on = saved_blocked
 
