@@ -21,13 +21,22 @@ device lock; here the later one gets -EBUSY).
 Addresses: IOVA ``i`` of a program is ``IOVA_BASE + i * 2 MiB`` (two IOVAs
 share each 4 MiB page table); every map gets fresh physical pages from a
 data window below 4 GiB (not allocator memory), so the same IOVA mapped
-twice points at different memory and a stale translation is visible.
+twice points at different memory and a stale translation is visible; every
+other map (the first, third, ...) takes them from the same window 4 GiB
+higher when the IOMMU's page-table entries hold more than 32 address bits
+(:meth:`System.alloc_paddr`), so a driver that drops the high bits is seen.
+
+Masters: ``masters`` per IOMMU (default 1); device ``k`` of a program is
+``vpu{k}``, behind IOMMU ``k // masters``.  Each has its own group
+(``group="own"``, generic_single_device_group) or the masters of an IOMMU
+share one (``"shared"``, one group per IOMMU as Rockchip's device_group):
+the books the user keeps of ownership and attachment are then the group's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from errno import EBUSY, EINVAL, EIO, ENODEV, ENOENT, EPERM
+from errno import EBUSY, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EPERM
 
 from model.hw import ClkBulk, DmaMaster, IommuHw, clk_bulk_prepare
 from model.hw.codec import CodecPmOps
@@ -44,6 +53,7 @@ from model.iommu import (
     Device,
     IommuDomain,
     IommuFwspec,
+    IommuGroup,
     PlatformDevice,
     iommu_attach_device,
     iommu_detach_device,
@@ -61,9 +71,36 @@ from model.iommu import (
     iommu_probe_device,
     iommu_release_device,
     iommu_unmap,
+    iommu_unmap_fast,
+    iommu_iotlb_sync,
+    IommuIotlbGather,
+    iommu_set_fault_handler,
     platform_driver_probe,
 )
-from model.kernel import GFP_ATOMIC, GFP_KERNEL_ACCOUNT, ModelBug, current
+from model.iommu.dma_iommu import (
+    DMA_FROM_DEVICE,
+    DMA_MAPPING_ERROR,
+    DMA_TO_DEVICE,
+    iommu_dma_map_phys,
+    iommu_dma_unmap_phys,
+)
+from model.kernel import (
+    GFP_ATOMIC,
+    GFP_KERNEL_ACCOUNT,
+    IRQ_HANDLED,
+    IRQ_NONE,
+    ModelBug,
+    SpinLock,
+    current,
+    local_bh_disable,
+    local_bh_enable,
+    open_softirq,
+    raise_softirq_irqoff,
+    request_irq,
+    spin_lock_irqsave,
+    spin_unlock_irqrestore,
+)
+from model.kernel.softirq import NET_RX_SOFTIRQ
 from model.kernel import gfp as _gfp
 from model.kernel.pm import (
     RPM_ACTIVE,
@@ -101,6 +138,10 @@ __all__ = [
     "op_resume",
     "op_dma",
     "op_fault_irq",
+    "op_set_fault_handler",
+    "op_unmap_batch",
+    "op_dma_map",
+    "DMA_CONTEXTS",
     "op_iova_to_phys",
     "op_system_sleep",
     "dpm_suspend",
@@ -116,7 +157,14 @@ IOVA_BASE = 0x10000000
 IOVA_STRIDE = 0x200000
 FAULT_IOVA = 0xFFF00000  # never mapped by a workload
 DATA_BASE = 0x40000000  # physical window the maps point at
+DATA_HIGH_BASE = DATA_BASE + (1 << 32)  # the same window above 4 GiB (System.alloc_paddr)
+#: physical address bits a page-table entry holds, per register layout
+#: (model.hw.walker): VSI keeps bits 39:32 in PTE bits 11:4, Rockchip v1 bits 31:12
+LAYOUT_PA_BITS = {"vsi": 40, "rk": 32}
+#: how masters behind one IOMMU are grouped (SystemConfig.group)
+GROUP_MODES = ("own", "shared")
 IOMMU_IRQ_BASE = 40
+NIC_IRQ_BASE = 80  # each master's own interrupt line (op_dma_map's hard-IRQ and softirq contexts)
 PROT_RW = IOMMU_READ | IOMMU_WRITE
 
 
@@ -129,7 +177,10 @@ def iova_of(i):
 class SystemConfig:
     """How many of each thing the machine has (keys as in ``stress.workload``)."""
 
-    iommus: int = 2  # IOMMU instances, one master device (own group) behind each
+    iommus: int = 2  # IOMMU instances
+    masters: int = 1  # master devices behind each IOMMU (vpu0.. : IOMMU i has vpu{i*masters} ..)
+    group: str = "own"  # "own": a group per master (generic_single_device_group); "shared": one per IOMMU
+    high_pages: bool = True  # every other map's pages above 4 GiB, where the IOMMU's PTEs address them
     domains: int = 3  # user paging domain slots, allocated at boot
     iovas: int = 4  # program IOVA numbers (0 .. iovas-1)
     masters_active: bool = True  # masters resumed at boot (a driver using them)
@@ -139,6 +190,7 @@ class SystemConfig:
     tlb_retention: tuple = DEFAULT_RETENTION  # what the IOTLB survives (model.hw.tlb)
     walk_cache: tuple = DEFAULT_WALK_CACHE  # paging-structure entries the MMU caches (model.hw.tlb)
     soc: str = DEFAULT_SOC  # clocks and power domains shared with the master (model.hw.soc)
+    dma_strict: bool = True  # iommu.strict=1; False: DMA domains get a flush queue if the driver has flush_iotlb_all
 
     @classmethod
     def from_dict(cls, d):
@@ -154,7 +206,52 @@ class SystemConfig:
             raise ValueError(f"walk_cache: unknown level {sorted(bad)[0]!r} (known: {', '.join(WALK_CACHE_LEVELS)})")
         cfg.walk_cache = tuple(l for l in WALK_CACHE_LEVELS if l in cfg.walk_cache)
         get_soc(cfg.soc)
+        for key in ("iommus", "masters"):
+            v = getattr(cfg, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{key}: expected a positive integer, got {v!r}")
+        if cfg.group not in GROUP_MODES:
+            raise ValueError(f"group: expected one of {', '.join(GROUP_MODES)}, got {cfg.group!r}")
         return cfg
+
+
+class _PerGroup(dict):
+    """A book the user keeps per IOMMU group, looked up by any of its devices
+    (``rep``: device -> its group's first device): VFIO/iommufd own and
+    attach a group, not one device of it."""
+
+    def __init__(self, rep):
+        super().__init__()
+        self.rep = rep
+
+    def __getitem__(self, dev):
+        return super().__getitem__(self.rep.get(dev, dev))
+
+    def __setitem__(self, dev, value):
+        super().__setitem__(self.rep.get(dev, dev), value)
+
+    def __contains__(self, dev):
+        return super().__contains__(self.rep.get(dev, dev))
+
+    def get(self, dev, default=None):
+        return super().get(self.rep.get(dev, dev), default)
+
+
+class _GroupSet(set):
+    """A set of groups, named by any of their devices (see :class:`_PerGroup`)."""
+
+    def __init__(self, rep):
+        super().__init__()
+        self.rep = rep
+
+    def __contains__(self, dev):
+        return super().__contains__(self.rep.get(dev, dev))
+
+    def add(self, dev):
+        super().add(self.rep.get(dev, dev))
+
+    def discard(self, dev):
+        super().discard(self.rep.get(dev, dev))
 
 
 @dataclass(eq=False)
@@ -167,20 +264,25 @@ class System:
     driver: object = None
     hws: list = field(default_factory=list)
     iommus: list = field(default_factory=list)  # the IOMMUs' platform devices
-    devices: list = field(default_factory=list)  # masters, one per IOMMU
+    devices: list = field(default_factory=list)  # masters: vpu{k} behind IOMMU k // config.masters
     masters: list = field(default_factory=list)  # their DMA engines
     slots: list = field(default_factory=list)  # user domains (None: free slot)
     in_use: dict = field(default_factory=dict)  # domain -> operations in flight on it
-    attached: dict = field(default_factory=dict)  # device -> user domain attached, or None
-    owned: dict = field(default_factory=dict)  # device -> DMA ownership claims held
+    attached: dict = field(default_factory=dict)  # device (its group, if shared) -> user domain attached, or None
+    owned: dict = field(default_factory=dict)  # device (its group, if shared) -> DMA ownership claims held
     bound: dict = field(default_factory=dict)  # device -> a kernel driver is bound (uses the default domain)
     pm_refs: dict = field(default_factory=dict)  # device -> runtime PM references held
-    busy: set = field(default_factory=set)  # devices with a device-level op in flight
-    changing: set = field(default_factory=set)  # devices whose default domain is being replaced
+    busy: set = field(default_factory=set)  # devices (groups, if shared) with a device-level op in flight
+    changing: set = field(default_factory=set)  # devices (groups, if shared) whose default domain is being replaced
     reserved: set = field(default_factory=set)  # slots being allocated
     next_paddr: int = DATA_BASE
+    paddrs: int = 0  # calls of alloc_paddr so far
+    pa_bits: int = 32  # physical address bits the IOMMU's page tables hold (set at boot)
     frozen: bool = False  # a system sleep is under way: tasks stay in the refrigerator (op_system_sleep)
     suspended: list = field(default_factory=list)  # devices whose system suspend callback ran
+    nic_locks: list = field(default_factory=list)  # each master driver's own spinlock (op_dma_map "irqoff")
+    nic_work: dict = field(default_factory=dict)  # cpu id -> (dev, write, ctx): buffer work for its IRQ/softirq
+    nic_ret: dict = field(default_factory=dict)  # cpu id -> what that work returned
 
     @classmethod
     def boot(cls, kernel, driver_cls, config=None):
@@ -197,9 +299,14 @@ class System:
         k, cfg = self.kernel, self.config
         self.driver = drv = self.driver_cls()
         soc = get_soc(cfg.soc)
+        k.iommu_dma_strict = cfg.dma_strict  # iommu.strict= (model.iommu.dma_iommu)
+        open_softirq(k, NET_RX_SOFTIRQ, lambda: _net_rx_action(self))
+        layout = getattr(drv, "layout", "rk")
+        # what the page tables can address: the layout's PTE format, or less if the driver says so
+        self.pa_bits = min(LAYOUT_PA_BITS.get(layout, 32), getattr(drv, "pa_bits", None) or 64)
         for i in range(cfg.iommus):
             irq = IOMMU_IRQ_BASE if cfg.shared_irq else IOMMU_IRQ_BASE + i
-            hw = IommuHw(k, f"iommu{i}", irq, layout=getattr(drv, "layout", "rk"), tlb_retention=cfg.tlb_retention, walk_cache=cfg.walk_cache)
+            hw = IommuHw(k, f"iommu{i}", irq, layout=layout, tlb_retention=cfg.tlb_retention, walk_cache=cfg.walk_cache)
             pdev = PlatformDevice(k, f"iommu{i}", hw)
             if soc.power_domain:  # dev_pm_domain_attach() before the driver's probe
                 pd = pm_genpd_init(f"pd_vpu{i}")
@@ -212,7 +319,13 @@ class System:
             self.hws.append(hw)
             self.iommus.append(pdev)
         def_type = IOMMU_DOMAIN_IDENTITY if cfg.default_domain == "identity" else IOMMU_DOMAIN_DMA
-        for i, pdev in enumerate(self.iommus):
+        if cfg.group == "shared":  # the user's books are kept per group
+            rep = {}
+            self.attached, self.owned = _PerGroup(rep), _PerGroup(rep)
+            self.busy, self.changing = _GroupSet(rep), _GroupSet(rep)
+        for i in range(cfg.iommus * cfg.masters):
+            pdev = self.iommus[i // cfg.masters]
+            first = self.devices[i - i % cfg.masters] if i % cfg.masters else None  # its IOMMU's first master
             dev = Device(k, f"vpu{i}")
             dev.fwspec = IommuFwspec(pdev)
             # the master's driver: its clocks (the IOMMU's, on a SoC that shares them)
@@ -222,18 +335,24 @@ class System:
             if pdev.hw.power_domain is not None:
                 pm_genpd_add_device(pdev.hw.power_domain, dev)
             pm_runtime_enable(dev)
-            ret = await iommu_probe_device(dev, def_type)
+            group = None  # ops->device_group: generic_single_device_group
+            if cfg.group == "shared":  # one group per IOMMU (rk_iommu_device_group: iommu->group)
+                group = first.iommu_group if first is not None else IommuGroup(k)
+                rep[dev] = first if first is not None else dev
+            ret = await iommu_probe_device(dev, def_type, group)
             if ret:
                 raise ModelBug(f"{drv.name}: iommu_probe_device({dev}) failed ({ret})")
             self.devices.append(dev)
             self.masters.append(DmaMaster(pdev.hw, dev))
+            self.nic_locks.append(SpinLock("vpu->lock"))
+            request_irq(k, NIC_IRQ_BASE + len(self.devices) - 1, _nic_irq, 0, f"{dev.name}-nic", (self, len(self.devices) - 1))
             self.attached[dev] = None
             self.owned[dev] = 0
             self.bound[dev] = False
             self.pm_refs[dev] = 0
         self.slots = [None] * cfg.domains
         for s in range(cfg.domains):
-            dom = await iommu_paging_domain_alloc(self.devices[s % len(self.devices)])
+            dom = await iommu_paging_domain_alloc(self.devices[(s % cfg.iommus) * cfg.masters])
             if IS_ERR(dom):
                 raise ModelBug(f"{drv.name}: domain allocation failed ({dom})")
             self.slots[s] = dom
@@ -252,8 +371,18 @@ class System:
     # -- the books ---------------------------------------------------------------
 
     def alloc_paddr(self, size):
+        """Fresh data pages for one map: ``size`` bytes of the window at
+        ``DATA_BASE``, or for every other call (the first, the third, ...) the
+        same bytes in the window 4 GiB higher, if the IOMMU's page tables
+        address them (``pa_bits``) and ``config.high_pages``.  The window is
+        chosen by the call's number alone (no draw), and the low 32 bits of
+        every address are what they are without the high window."""
         paddr = self.next_paddr
         self.next_paddr += size
+        self.paddrs += 1
+        high = paddr - DATA_BASE + DATA_HIGH_BASE
+        if self.paddrs % 2 and self.config.high_pages and high + size <= 1 << self.pa_bits:
+            return high
         return paddr
 
     def default_domain(self, dev):
@@ -575,6 +704,123 @@ async def op_fault_irq(sys, dev):
     return _end(cpu, await _dma(sys, dev, FAULT_IOVA, False))
 
 
+# -- the callers real drivers meet: fault handlers, the DMA API, batched unmaps ----------------
+
+
+async def _fault_handler(domain, dev, iova, flags, sys):
+    """A domain user's fault handler (``iommu_set_fault_handler``): it runs in
+    the IOMMU driver's IRQ handler (``report_iommu_fault``) and re-enters the
+    IOMMU API, as users that look the address up and drop a stale mapping do."""
+    page = iova & ~(SZ_4K - 1)
+    await iommu_iova_to_phys(domain, page)
+    await iommu_unmap(domain, page, SZ_4K)
+    return 0
+
+
+async def op_set_fault_handler(sys, dom):
+    """``iommu_set_fault_handler`` on user domain slot ``dom`` (a domain with
+    no DMA cookie, as the C requires): :func:`_fault_handler`."""
+    cpu = await _begin(sys, f"fault_handler({_dom_name(dom)})")
+    domain, err = sys._domain(dom)
+    if err:
+        return _end(cpu, err)
+    iommu_set_fault_handler(domain, _fault_handler, sys)
+    return _end(cpu, 0)
+
+
+async def op_unmap_batch(sys, dom, iova, count):
+    """VFIO's batched unmap (``vfio_unmap_unpin``): ``iommu_unmap_fast`` of
+    ``count`` slots from slot ``iova`` on (4 pages each, whatever is mapped),
+    one ``iommu_iotlb_sync`` for all.  The bytes unmapped, or -errno."""
+    cpu = await _begin(sys, f"unmap_batch({_dom_name(dom)}, {iova_of(iova):#x}, {count})")
+    domain, err = sys._domain(dom)
+    if err:
+        return _end(cpu, err)
+    sys._hold(domain)
+    gather = IommuIotlbGather()
+    unmapped = 0
+    for i in range(count):
+        slot = (iova + i) % sys.config.iovas
+        unmapped += await iommu_unmap_fast(domain, iova_of(slot), 4 * SZ_4K, gather)
+    await iommu_iotlb_sync(domain, gather)
+    sys._unhold(domain)
+    return _end(cpu, unmapped)
+
+
+#: where a DMA-API user runs (``op_dma_map``'s ``ctx``), simplest first
+DMA_CONTEXTS = ("task", "irqoff", "bh", "softirq", "hardirq")
+
+
+async def _dma_api_xfer(sys, dev, write):
+    """One buffer of a device driver: ``dma_map_single``, the device's DMA
+    to it, ``dma_unmap_single``; 0 or -errno."""
+    d = sys.devices[dev]
+    dir = DMA_FROM_DEVICE if write else DMA_TO_DEVICE
+    dma = await iommu_dma_map_phys(d, sys.alloc_paddr(SZ_4K), SZ_4K, dir)
+    if dma == DMA_MAPPING_ERROR:
+        return -ENOMEM
+    await _dma(sys, dev, dma, write)
+    await iommu_dma_unmap_phys(d, dma, SZ_4K, dir)
+    return 0
+
+
+async def _nic_irq(irq, dev_id):
+    """The device's own interrupt (a NIC's): the buffer work queued for this
+    CPU runs here (hard IRQ) or in the NET_RX softirq it raises (NAPI)."""
+    sys, dev = dev_id
+    cpu = current()
+    work = sys.nic_work.get(cpu.id)
+    if work is None or work[0] != dev:
+        return IRQ_NONE
+    if work[2] == "hardirq":
+        sys.nic_work.pop(cpu.id)
+        sys.nic_ret[cpu.id] = await _dma_api_xfer(sys, dev, work[1])
+    else:
+        raise_softirq_irqoff(NET_RX_SOFTIRQ)  # napi_schedule()
+    return IRQ_HANDLED
+
+
+async def _net_rx_action(sys):
+    """NET_RX_SOFTIRQ (``net_rx_action``): this CPU's queued buffer work."""
+    cpu = current()
+    work = sys.nic_work.pop(cpu.id, None)
+    if work is not None:
+        sys.nic_ret[cpu.id] = await _dma_api_xfer(sys, work[0], work[1])
+
+
+async def op_dma_map(sys, dev, ctx="task", write=False):
+    """A kernel driver of device ``dev`` maps a buffer with the DMA API, its
+    device DMAs to it, it unmaps it - from context ``ctx``: ``task``;
+    ``irqoff`` under the driver's spinlock with interrupts off; ``bh`` with
+    BH disabled; ``softirq`` in NET_RX raised by the device's interrupt on
+    this CPU; ``hardirq`` in that interrupt's handler.  -ENODEV when no
+    kernel driver is bound (VFIO owns it) or its default domain is being
+    replaced."""
+    cpu = await _begin(sys, f"dma_map(vpu{dev}, {ctx}, {'w' if write else 'r'})")
+    d = sys.devices[dev]
+    default = sys.default_domain(d)
+    if not sys.bound[d] or d in sys.changing or default is None:
+        return _end(cpu, -ENODEV)
+    sys._hold(default)
+    if ctx == "task":
+        ret = await _dma_api_xfer(sys, dev, write)
+    elif ctx == "irqoff":
+        flags = await spin_lock_irqsave(sys.nic_locks[dev])
+        ret = await _dma_api_xfer(sys, dev, write)
+        await spin_unlock_irqrestore(sys.nic_locks[dev], flags)
+    elif ctx == "bh":
+        local_bh_disable()
+        ret = await _dma_api_xfer(sys, dev, write)
+        await local_bh_enable()
+    else:
+        # the device's interrupt arrives on this CPU now
+        sys.nic_work[cpu.id] = (dev, write, ctx)
+        await sys.kernel.irq.handle(cpu, NIC_IRQ_BASE + dev)
+        ret = sys.nic_ret.pop(cpu.id, -EIO)
+    sys._unhold(default)
+    return _end(cpu, ret)
+
+
 # -- system sleep ---------------------------------------------------------------------
 #
 # ``echo mem > /sys/power/state``: pm_suspend() -> enter_state() ->
@@ -755,6 +1001,9 @@ PROGRAM_OPS = {
     "resume": lambda s, a: op_resume(s, a["dev"]),
     "dma": lambda s, a: op_dma(s, a["dev"], iova_of(a["iova"]), bool(a.get("write", False))),
     "fault": lambda s, a: op_fault_irq(s, a["dev"]),
+    "fault_handler": lambda s, a: op_set_fault_handler(s, a["dom"]),
+    "unmap_batch": lambda s, a: op_unmap_batch(s, a["dom"], a["iova"], a.get("count", 2)),
+    "dma_map": lambda s, a: op_dma_map(s, a["dev"], a.get("ctx", "task"), bool(a.get("write", False))),
     "iova_to_phys": lambda s, a: op_iova_to_phys(s, a["dom"], iova_of(a["iova"])),
     "system_sleep": lambda s, a: op_system_sleep(s),
 }
@@ -773,12 +1022,14 @@ def _check_program(cfg, program):
         kind, args = op
         if kind not in PROGRAM_OPS:
             raise ValueError(f"unknown operation {kind!r} (known: {', '.join(sorted(PROGRAM_OPS))})")
-        if "dev" in args and not 0 <= args["dev"] < cfg.iommus:
-            raise ValueError(f"{kind}: device {args['dev']} out of range (iommus={cfg.iommus})")
+        if "dev" in args and not 0 <= args["dev"] < cfg.iommus * cfg.masters:
+            raise ValueError(f"{kind}: device {args['dev']} out of range ({cfg.iommus * cfg.masters} masters: iommus={cfg.iommus} x masters={cfg.masters})")
         if "dom" in args and isinstance(args["dom"], int) and not 0 <= args["dom"] < cfg.domains:
             raise ValueError(f"{kind}: domain {args['dom']} out of range (domains={cfg.domains})")
         if "gfp" in args:
             _gfp_of(args["gfp"])
+        if "ctx" in args and args["ctx"] not in DMA_CONTEXTS:
+            raise ValueError(f"{kind}: unknown context {args['ctx']!r} (known: {', '.join(DMA_CONTEXTS)})")
 
 
 def build_scenario(kernel, driver_cls, config):

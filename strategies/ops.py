@@ -11,6 +11,8 @@ a workload (:data:`stress.workload.DEFAULT_WORKLOAD`: ``cpus``, ``ops``,
 * ``pages``: 1 (of 1, 2, 4);
 * ``gfp``: ``GFP_KERNEL`` (the order of :data:`stress.workload.GFPS`);
 * ``write``: ``False``;
+* ``ctx`` (a DMA-API caller's context): ``task`` (of ``DMA_CONTEXTS``);
+* ``count`` (an unmap batch's length): 2 (of :data:`stress.workload.BATCH_COUNTS`);
 * the kind: :data:`KIND_ORDER`, simplest first (a map before an attach,
   power and interrupt operations last);
 * programs: fewer CPUs (down to ``config["min_cpus"]``, 2 by default), fewer
@@ -31,7 +33,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from stress.workload import GFPS, OP_KINDS, STORIES
+from model.workloads import DMA_CONTEXTS
+from stress.workload import BATCH_COUNTS, GFPS, OP_KINDS, STORIES
 
 __all__ = [
     "KIND_ORDER",
@@ -60,8 +63,10 @@ __all__ = [
 KIND_ORDER = (
     "map",
     "unmap",
+    "unmap_batch",
     "iova_to_phys",
     "dma",
+    "dma_map",
     "attach",
     "attach_identity",
     "attach_blocked",
@@ -76,6 +81,7 @@ KIND_ORDER = (
     "suspend",
     "resume",
     "fault",
+    "fault_handler",
     "system_sleep",
 )
 
@@ -83,7 +89,7 @@ KIND_ORDER = (
 PAGE_COUNTS = (1, 2, 4)
 
 #: argument names a table may use
-ARG_NAMES = ("dom", "dev", "iova", "pages", "gfp", "write")
+ARG_NAMES = ("dom", "dev", "iova", "pages", "gfp", "write", "ctx", "count")
 
 
 def kind_order(kinds=None, table=None):
@@ -148,7 +154,8 @@ def _arg_values(config, natural):
     values, an attach two), and Hypothesis deletes list elements of two
     choices far more reliably than elements of seven.  The integer shrinks
     toward 0, which is every argument at its simplest value; the digits
-    are, most significant first, dom, dev, iova, pages, gfp, write.
+    are, most significant first, dom, dev, iova, pages, gfp, write, ctx
+    (the DMA-API caller's context, task first), count (a batch's length).
     """
     radix = (
         ("dom", _count(config, "domains")),
@@ -157,6 +164,8 @@ def _arg_values(config, natural):
         ("pages", len(PAGE_COUNTS)),
         ("gfp", len(GFPS)),
         ("write", 2),
+        ("ctx", len(DMA_CONTEXTS)),
+        ("count", len(BATCH_COUNTS)),
     )
     total = 1
     for _, n in radix:
@@ -177,6 +186,8 @@ def _arg_values(config, natural):
             "pages": pages,
             "gfp": GFPS[digits["gfp"]],
             "write": bool(digits["write"]),
+            "ctx": DMA_CONTEXTS[digits["ctx"]],
+            "count": BATCH_COUNTS[digits["count"]],
         }
 
     return st.integers(0, total - 1).map(decode)

@@ -12,6 +12,8 @@ report's target, so a replay runs exactly the same operations.
 
 from __future__ import annotations
 
+from model.workloads import DMA_CONTEXTS
+
 from .choosers import make_rng
 from .errors import UsageError
 from .loader import import_object
@@ -19,6 +21,8 @@ from .loader import import_object
 __all__ = [
     "OP_KINDS",
     "SYSTEM_KINDS",
+    "CALLER_KINDS",
+    "CALLER_STORIES",
     "driver_label",
     "DEFAULT_WORKLOAD",
     "workload_config",
@@ -48,6 +52,9 @@ OP_KINDS = {
     "fault": ("dev",),
     "iova_to_phys": ("dom", "iova"),
     "system_sleep": (),
+    "fault_handler": ("dom",),
+    "unmap_batch": ("dom", "iova", "count"),
+    "dma_map": ("dev", "ctx", "write"),
 }
 
 #: kinds that act on the whole machine (a system sleep freezes every other
@@ -58,7 +65,28 @@ SYSTEM_KINDS = ("system_sleep",)
 #: how often a schedule whose swarm pool holds a system kind gets one
 SYSTEM_KIND_RATE = 0.25
 
+#: the callers real drivers meet beyond the core's own paths: a domain's
+#: fault handler that re-enters the IOMMU API, VFIO's batched unmaps, the
+#: DMA API from every context a driver may call it in; drawn from a stream
+#: of their own (like SYSTEM_KINDS), so the programs of the other kinds are
+#: those earlier versions drew
+CALLER_KINDS = ("fault_handler", "unmap_batch", "dma_map")
+
+#: how often a schedule gets callers (swarm: the others have none)
+CALLER_RATE = 0.5
+
+#: a caller's story replaces one CPU's program: a network driver's buffers,
+#: a VFIO user unmapping a batch, a domain user whose fault handler re-enters
+CALLER_STORIES = {
+    "nic": ["dma_map", "dma_map", "dma_map"],
+    "vfio-batch": ["attach", "map", "dma", "unmap_batch", "dma"],
+    "fault-user": ["attach", "fault_handler", "map", "dma", "fault"],
+}
+
 GFPS = ("GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_ATOMIC")
+
+#: lengths of an unmap batch (``unmap_batch``'s ``count``), simplest first
+BATCH_COUNTS = (2, 3, 4)
 
 DEFAULT_WORKLOAD = {
     "cpus": 3,
@@ -90,6 +118,10 @@ def _draw_op(rng, kind, arena):
             args[name] = rng.choice(GFPS)
         elif name == "write":
             args[name] = rng.random() < 0.5
+        elif name == "ctx":
+            args[name] = rng.choice(DMA_CONTEXTS)
+        elif name == "count":
+            args[name] = rng.choice(BATCH_COUNTS)
     return [kind, args]
 
 
@@ -125,11 +157,18 @@ def draw_programs(cfg, seed, index, kinds=None):
     """
     rng = make_rng(f"programs:{seed}", index)
     every = list(kinds or OP_KINDS)
-    pool = [k for k in every if k not in SYSTEM_KINDS]
+    pool = [k for k in every if k not in SYSTEM_KINDS and k not in CALLER_KINDS]
     system = [k for k in every if k in SYSTEM_KINDS]
-    if not pool:  # only machine-wide kinds: one of them per CPU
+    callers = [k for k in every if k in CALLER_KINDS]
+    if not pool and not callers:  # only machine-wide kinds: one of them per CPU
         return [[[rng.choice(system), {}] for _ in range(cfg["ops"])] for _ in range(cfg["cpus"])]
-    programs = _draw_task_programs(cfg, rng, pool)
+    if pool:
+        programs = _draw_task_programs(cfg, rng, pool)
+    else:  # only callers: each CPU draws from them alone
+        arena = _arena(cfg, rng)
+        programs = [[_draw_op(rng, rng.choice(callers), arena) for _ in range(cfg["ops"])] for _ in range(cfg["cpus"])]
+    if callers and pool:
+        _add_callers(cfg, make_rng(f"callers:{seed}", index), programs, callers, every)
     if system:
         # System sleep and the like, at most one per schedule, from their own stream.
         srng = make_rng(f"system-ops:{seed}", index)
@@ -139,13 +178,40 @@ def draw_programs(cfg, seed, index, kinds=None):
     return programs
 
 
-def _draw_task_programs(cfg, rng, pool):
-    enabled = [k for k in pool if rng.random() < 0.6] or [rng.choice(pool)]
-    arena = {
+def _arena(cfg, rng):
+    return {
         "dev": rng.choice((1, cfg["iommus"])),
         "dom": rng.choice((1, cfg["domains"])),
         "iova": rng.choice((1, min(2, cfg["iovas"]), cfg["iovas"])),
     }
+
+
+def _add_callers(cfg, rng, programs, callers, every):
+    """In :data:`CALLER_RATE` of the schedules: a caller story in place of
+    one CPU's program (all its operations on one device, domain and IOVA),
+    or one or two caller operations at random places."""
+    if rng.random() >= CALLER_RATE:
+        return
+    stories = [n for n, ks in sorted(CALLER_STORIES.items()) if all(k in every for k in ks)]
+    if stories and rng.random() < 0.5:
+        one = {"dev": 1, "dom": 1, "iova": 1}
+        target = {k: rng.randrange(n) for k, n in (("dev", cfg["iommus"]), ("dom", cfg["domains"]), ("iova", cfg["iovas"]))}
+        story = []
+        for kind in CALLER_STORIES[rng.choice(stories)]:
+            kind_op = _draw_op(rng, kind, one)
+            kind_op[1].update({k: v for k, v in target.items() if k in kind_op[1]})
+            story.append(kind_op)
+        programs[rng.randrange(len(programs))] = story
+        return
+    arena = _arena(cfg, rng)
+    for _ in range(rng.choice((1, 2))):
+        prog = programs[rng.randrange(len(programs))]
+        prog.insert(rng.randrange(len(prog) + 1), _draw_op(rng, rng.choice(callers), arena))
+
+
+def _draw_task_programs(cfg, rng, pool):
+    enabled = [k for k in pool if rng.random() < 0.6] or [rng.choice(pool)]
+    arena = _arena(cfg, rng)
     stories = [name for name, ops in sorted(STORIES.items()) if all(k in pool for k in ops)]
     if stories and rng.random() < 0.5:
         return [[_draw_op(rng, k, arena) for k in STORIES[rng.choice(stories)]] for _ in range(cfg["cpus"])]

@@ -1,4 +1,6 @@
-"""The bug zoo: one single-defect mutant of ``vsi-fixed`` per seed defect B1-B12.
+"""The bug zoo: one single-defect mutant of ``vsi-fixed`` per seed defect B1-B12,
+and per caller the workload reaches since (B13-B15: the DMA API from atomic
+context, a fault handler that re-enters, a table freed before the sync).
 
 Each class below subclasses :class:`~model.drivers.vsi_fixed.VsiFixed` (the
 merged driver fixed, on the VSI register layout, like vsi-mainline) and
@@ -24,6 +26,10 @@ from errno import ENODEV, ENOMEM
 
 from model.hw import (
     VSI_MMU_AHB_CONTROL_BASE,
+    VSI_MMU_IRQ_FAULT_IS_WRITE,
+    VSI_MMU_IRQ_MASK,
+    VSI_MMU_PAGE_FAULT_ADDR,
+    VSI_MMU_STATUS_BASE,
     VSI_MMU_AHB_EXCEPTION_BASE,
     VSI_MMU_AHB_TLB_ARRAY_BASE_L_BASE,
     VSI_MMU_BIT_ENABLE,
@@ -34,6 +40,8 @@ from model.hw import (
     writel,
 )
 from model.iommu import (
+    IOMMU_FAULT_READ,
+    IOMMU_FAULT_WRITE,
     dev_get_drvdata,
     dev_iommu_priv_get,
     iommu_alloc_pages_sz,
@@ -41,20 +49,27 @@ from model.iommu import (
     list_add_tail,
     list_del_init,
     list_entries,
+    report_iommu_fault,
 )
 from model.kernel import (
     GFP_ATOMIC,
     GFP_DMA32,
     GFP_KERNEL,
+    IRQ_HANDLED,
+    IRQ_NONE,
+    Mutex,
     current,
+    mutex_lock,
+    mutex_unlock,
+    page_to_phys,
     phys_to_virt,
     spin_lock,
     spin_lock_irqsave,
     spin_unlock,
     spin_unlock_irqrestore,
 )
-from model.kernel.dma import DMA_TO_DEVICE, dma_map_single, dma_mapping_error, table_read, table_write
-from model.kernel.pm import pm_runtime_put_autosuspend, pm_runtime_resume_and_get
+from model.kernel.dma import DMA_TO_DEVICE, dma_map_single, dma_mapping_error, dma_unmap_single, table_read, table_write
+from model.kernel.pm import pm_runtime_get_if_in_use, pm_runtime_put_autosuspend, pm_runtime_resume_and_get
 
 from .vsi_common import (
     NUM_PT_ENTRIES,
@@ -84,6 +99,9 @@ __all__ = [
     "DisableKeepsPaging",
     "HighPageTables",
     "UnsyncedUnmap",
+    "SleepingMap",
+    "FaultUnderLock",
+    "FreedBeforeSync",
 ]
 
 
@@ -346,6 +364,73 @@ class UnsyncedUnmap(VsiFixed):
         return pte_count * SPAGE_SIZE
 
 
+#: DEFINE_MUTEX(vsi_map_mutex) of B13
+_VSI_MAP_MUTEX = Mutex("vsi_map_mutex")
+
+
+class SleepingMap(VsiFixed):
+    """B13 (the DMA API calls map from atomic context): map serializes
+    page-table allocation with a mutex around the spinlocked section.  Every
+    VFIO map (process context) is fine; ``dma_map_single`` from a hard IRQ,
+    a softirq, BH-disabled code or under a spinlock with interrupts off
+    sleeps in atomic context."""
+
+    name = "vsi-b13-sleeping-map"
+    summary = "B13: map takes a mutex: sleeps when the DMA API maps from atomic context"
+
+    async def vsi_iommu_map(self, domain, iova, paddr, size, count, prot, gfp):
+        await mutex_lock(_VSI_MAP_MUTEX)
+        ret = await super().vsi_iommu_map(domain, iova, paddr, size, count, prot, gfp)
+        mutex_unlock(_VSI_MAP_MUTEX)
+        return ret
+
+
+class FaultUnderLock(VsiFixed):
+    """B14 (R10): the IRQ handler reports the fault with ``iommu->lock`` held,
+    as the merged driver does: a domain's fault handler that re-enters the
+    IOMMU API (``iommu_unmap``, ``iommu_iova_to_phys``: the domain's lock)
+    takes the locks in the reverse of map's order (domain lock, then the
+    IOMMU's, to flush)."""
+
+    name = "vsi-b14-fault-under-lock"
+    summary = "B14: report_iommu_fault called with iommu->lock held: a re-entering fault handler inverts map's lock order"
+
+    async def vsi_iommu_irq(self, irq, dev_id):
+        iommu = dev_id
+        if await pm_runtime_get_if_in_use(iommu.dev) <= 0:
+            return IRQ_NONE
+        ret = IRQ_NONE
+        flags = await spin_lock_irqsave(iommu.lock)
+        status = await readl(iommu.regs, VSI_MMU_STATUS_BASE)
+        if status & VSI_MMU_IRQ_MASK:
+            ret = IRQ_HANDLED
+            iova = await readl(iommu.regs, VSI_MMU_PAGE_FAULT_ADDR)
+            fault = IOMMU_FAULT_WRITE if status & VSI_MMU_IRQ_FAULT_IS_WRITE else IOMMU_FAULT_READ
+            domain = await iommu.domain.load()
+            if domain is not None and domain is not self.identity_domain:
+                await report_iommu_fault(domain, iommu.dev, iova, fault)
+            await writel(iommu.regs, VSI_MMU_STATUS_BASE, 0)
+        await spin_unlock_irqrestore(iommu.lock, flags)
+        await pm_runtime_put_autosuspend(iommu.dev)
+        return ret
+
+
+class FreedBeforeSync(VsiFixed):
+    """B15 (R8): an emptied page table is freed inside unmap, not handed to
+    the core's gather: it is freed before the TLB flush (and before the sync
+    of an ``iommu_unmap_fast`` batch or the DMA API's flush queue) while the
+    walker may still hold its DTE in the walk cache."""
+
+    name = "vsi-b15-table-freed-before-sync"
+    summary = "B15: an emptied page table is freed in unmap, before the flush and the batch's sync"
+
+    async def vsi_iommu_free_pt(self, vsi_domain, dte_index, page_table, gather):
+        await table_write(vsi_domain.dt, dte_index, 0)
+        await self.vsi_table_flush(vsi_domain, vsi_domain.dt_dma + dte_index * 4, 1)
+        await dma_unmap_single(vsi_domain.dev, page_to_phys(page_table), SPAGE_SIZE, DMA_TO_DEVICE)
+        iommu_free_pages(page_table)
+
+
 #: (id, registry name, class, expected kind or tuple of acceptable kinds)
 ZOO = [
     ("B1", GfpOrAtomic.name, GfpOrAtomic, "sleep-in-atomic"),
@@ -360,4 +445,7 @@ ZOO = [
     ("B10", DisableKeepsPaging.name, DisableKeepsPaging, "pagetable-use-after-free"),
     ("B11", HighPageTables.name, HighPageTables, "dma32-violation"),
     ("B12", UnsyncedUnmap.name, UnsyncedUnmap, ("stale-tlb", "dma-isolation")),
+    ("B13", SleepingMap.name, SleepingMap, "sleep-in-atomic"),
+    ("B14", FaultUnderLock.name, FaultUnderLock, ("lock-inversion", "recursive-locking")),
+    ("B15", FreedBeforeSync.name, FreedBeforeSync, "pagetable-use-after-free"),
 ]

@@ -1,7 +1,7 @@
 """rk-fixed: vsi-fixed on the Rockchip register layout ("rk").
 
 Not a version of the C: the same fixed driver (:mod:`model.drivers.vsi_fixed`,
-R1-R9) programming the Rockchip-style MMU the VSI part derives from
+R1-R10) programming the Rockchip-style MMU the VSI part derives from
 (rockchip-iommu.c: DTE_ADDR, COMMAND with enable/disable paging and zap
 cache, INT_MASK/INT_STATUS/INT_CLEAR, v1 PTEs).  It earns its place as the
 clean driver of the model's "rk" front-end (``model/hw/mmu.py``: the
@@ -83,11 +83,14 @@ class RkFixed(VsiFixed):
     layout = "rk"
 
     async def vsi_iommu_irq(self, irq, dev_id):
-        """``vsi_iommu_irq`` on Rockchip registers (R3/R7 as vsi-fixed)."""
+        """``vsi_iommu_irq`` on Rockchip registers (R3/R7/R10 as vsi-fixed: the
+        fault is completed (ZAP_CACHE, PAGE_FAULT_DONE) under the lock and
+        reported after it is dropped, as rockchip-iommu.c reports holding no lock)."""
         iommu = dev_id
         if await pm_runtime_get_if_in_use(iommu.dev) <= 0:
             return IRQ_NONE
         ret = IRQ_NONE
+        report = None
         flags = await spin_lock_irqsave(iommu.lock)
         int_status = await readl(iommu.regs, RK_MMU_INT_STATUS)
         if int_status:
@@ -98,11 +101,13 @@ class RkFixed(VsiFixed):
                 fault = IOMMU_FAULT_WRITE if status & RK_MMU_STATUS_PAGE_FAULT_IS_WRITE else IOMMU_FAULT_READ
                 domain = await iommu.domain.load()
                 if domain is not None and domain is not self.identity_domain:
-                    await report_iommu_fault(domain, iommu.dev, iova, fault)
+                    report = (domain, iova, fault)
                 await writel(iommu.regs, RK_MMU_COMMAND, RK_MMU_CMD_ZAP_CACHE)
                 await writel(iommu.regs, RK_MMU_COMMAND, RK_MMU_CMD_PAGE_FAULT_DONE)
             await writel(iommu.regs, RK_MMU_INT_CLEAR, int_status)
         await spin_unlock_irqrestore(iommu.lock, flags)
+        if report is not None:
+            await report_iommu_fault(report[0], iommu.dev, report[1], report[2])
         await pm_runtime_put_autosuspend(iommu.dev)
         return ret
 

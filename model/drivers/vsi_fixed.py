@@ -45,11 +45,19 @@ where mainline (or v3) is wrong, each fixed as follows:
 * R7 the IRQ handler takes the IOMMU's lock, and every process-context
   taker of that lock has interrupts off (``spin_lock_irqsave``, or nested
   inside a lock taken so); it never sleeps;
-* R8 page tables are freed only in ``domain_free``, once no IOMMU uses the
-  domain (checked under the list's lock);
+* R8 page tables are freed in ``domain_free``, once no IOMMU uses the
+  domain (checked under the list's lock), and a table an unmap left empty
+  through the unmap's gather, after the flush (``iotlb_sync``'s freelist:
+  the walker may cache its DTE until then); mainline never frees one before
+  ``domain_free``;
 * R9 runtime suspend/resume take the IOMMU's lock and program the registers
   from ``iommu->domain`` read under it (mainline: suspend unlocked, resume
-  reads ``iommu->domain`` unlocked).
+  reads ``iommu->domain`` unlocked);
+* R10 a fault is reported after the IRQ handler dropped the IOMMU's lock
+  (mainline holds it: a fault handler that re-enters the IOMMU API inverts
+  map's lock order), and an attach that moves the IOMMU to another domain
+  waits for a running handler (``synchronize_irq``) so the report never
+  outlives the old domain.
 
 And no ``to_vsi_domain()`` of the static identity domain (it is not
 embedded in a ``vsi_iommu_domain``; mainline locks its "lock").
@@ -91,6 +99,7 @@ from model.iommu import (
     dev_get_drvdata,
     dev_iommu_priv_get,
     iommu_free_pages,
+    iommu_pages_list_add,
     list_add_tail,
     list_del_init,
     list_empty,
@@ -103,11 +112,13 @@ from model.kernel import (
     SpinLock,
     current,
     kfree,
+    page_to_phys,
     phys_to_virt,
     spin_lock,
     spin_lock_irqsave,
     spin_unlock,
     spin_unlock_irqrestore,
+    synchronize_irq,
 )
 from model.kernel.dma import DMA_TO_DEVICE, dma_unmap_single, table_read, table_snapshot, table_write
 from model.kernel.pm import pm_runtime_get_if_in_use, pm_runtime_put_autosuspend, pm_runtime_resume_and_get
@@ -121,6 +132,8 @@ from .vsi_common import (
     to_vsi_domain,
     vsi_dte_is_pt_valid,
     vsi_dte_pt_address,
+    vsi_iova_dte_index,
+    vsi_iova_pte_index,
     vsi_mk_pte,
     vsi_pte_is_page_valid,
 )
@@ -150,12 +163,18 @@ class VsiFixed(VsiDriver):
         suspended: it touches the registers only with a reference taken by
         ``pm_runtime_get_if_in_use`` (never sleeps), and takes the lock that
         every process-context user takes with interrupts off.  A fault is
-        reported on a paging domain only (READ/WRITE from STATUS).
+        reported on a paging domain only (READ/WRITE from STATUS).  R10: it is
+        reported after the lock is dropped: the domain's fault handler may
+        re-enter the IOMMU API (``iommu_unmap``, ``iommu_iova_to_phys`` take
+        the domain's lock, which map holds while it takes this one); the
+        domain outlives the report because an attach that moves the IOMMU
+        off it waits for the handler (``synchronize_irq``) before returning.
         """
         iommu = dev_id
         if await pm_runtime_get_if_in_use(iommu.dev) <= 0:
             return IRQ_NONE
         ret = IRQ_NONE
+        report = None
         flags = await spin_lock_irqsave(iommu.lock)
         status = await readl(iommu.regs, VSI_MMU_STATUS_BASE)
         if status & VSI_MMU_IRQ_MASK:
@@ -164,9 +183,11 @@ class VsiFixed(VsiDriver):
             fault = IOMMU_FAULT_WRITE if status & VSI_MMU_IRQ_FAULT_IS_WRITE else IOMMU_FAULT_READ
             domain = await iommu.domain.load()
             if domain is not None and domain is not self.identity_domain:
-                await report_iommu_fault(domain, iommu.dev, iova, fault)
+                report = (domain, iova, fault)
             await writel(iommu.regs, VSI_MMU_STATUS_BASE, 0)
         await spin_unlock_irqrestore(iommu.lock, flags)
+        if report is not None:
+            await report_iommu_fault(report[0], iommu.dev, report[1], report[2])
         await pm_runtime_put_autosuspend(iommu.dev)
         return ret
 
@@ -218,6 +239,55 @@ class VsiFixed(VsiDriver):
             pte_count += 1
         await self.vsi_table_flush(vsi_domain, pte_dma, pte_total)
         return 0
+
+    async def vsi_iommu_unmap(self, domain, iova, size, count, gather):
+        """``vsi_iommu_unmap`` (unmap_pages): as mainline's (lock irqsave; clear
+        and sync the PTEs; flush every IOMMU on the domain before returning),
+        and R8: a page table the unmap left empty is taken off its DTE first
+        and handed to the core through ``gather`` (freed after the sync,
+        when no walker can hold its address any more)."""
+        vsi_domain = to_vsi_domain(domain)
+        unmap_size = 0
+        flags = await spin_lock_irqsave(vsi_domain.lock)
+        dte_index = vsi_iova_dte_index(iova)
+        dte = await table_read(vsi_domain.dt, dte_index)
+        # Just return 0 if iova is unmapped
+        if vsi_dte_is_pt_valid(dte):
+            pt_phys = vsi_dte_pt_address(dte)
+            page_table = phys_to_virt(pt_phys)
+            pte_index = vsi_iova_pte_index(iova)
+            pte_dma = pt_phys + pte_index * 4
+            unmap_size = await self.vsi_iommu_unmap_iova(vsi_domain, page_table, pte_index, pte_dma, size)
+            if unmap_size:
+                if not any(vsi_pte_is_page_valid(pte) for pte in await table_snapshot(page_table)):
+                    await self.vsi_iommu_free_pt(vsi_domain, dte_index, page_table, gather)
+                await self.vsi_iommu_flush_tlb(domain)
+        await spin_unlock_irqrestore(vsi_domain.lock, flags)
+        return unmap_size
+
+    async def vsi_iommu_free_pt(self, vsi_domain, dte_index, page_table, gather):
+        """R8: an empty page table leaves its DTE (cleared and synced, under the
+        domain lock) and goes on ``gather->freelist``: the core frees it after
+        ``iotlb_sync``, i.e. after the TLB and walk-cache flush that follows
+        here, never while a cached DTE may still lead the walker to it (for
+        ``iommu_unmap_fast`` batches and the DMA API's flush queue: after the
+        batch's sync or the queue's flush)."""
+        await table_write(vsi_domain.dt, dte_index, 0)
+        await self.vsi_table_flush(vsi_domain, vsi_domain.dt_dma + dte_index * 4, 1)
+        await dma_unmap_single(vsi_domain.dev, page_to_phys(page_table), SPAGE_SIZE, DMA_TO_DEVICE)
+        iommu_pages_list_add(gather.freelist, page_table)
+
+    async def vsi_iommu_flush_iotlb_all(self, domain):
+        """``flush_iotlb_all`` (the DMA API's flush queue needs it, as
+        IOMMU_CAP_DEFERRED_FLUSH): the same flush as unmap's, under the
+        domain lock."""
+        vsi_domain = to_vsi_domain(domain)
+        flags = await spin_lock_irqsave(vsi_domain.lock)
+        await self.vsi_iommu_flush_tlb(domain)
+        await spin_unlock_irqrestore(vsi_domain.lock, flags)
+
+    async def flush_iotlb_all(self, domain):
+        await self.vsi_iommu_flush_iotlb_all(domain)
 
     # -- TLB and registers ---------------------------------------------------------------
 
@@ -280,12 +350,15 @@ class VsiFixed(VsiDriver):
             return ret
         flags = await spin_lock_irqsave(self.vsi_iommus_lock)
         await spin_lock(iommu.lock)
-        if await iommu.domain.load() is not domain:
+        switched = await iommu.domain.load() is not domain
+        if switched:
             await self.vsi_iommu_disable(iommu)
             await list_del_init(iommu.node)
             await iommu.domain.store(domain)
         spin_unlock(iommu.lock)
         await spin_unlock_irqrestore(self.vsi_iommus_lock, flags)
+        if switched:
+            await synchronize_irq(current().kernel, iommu.irq)  # R10: no fault report on the old domain is left
         await pm_runtime_put_autosuspend(iommu.dev)
         return 0
 
@@ -308,13 +381,16 @@ class VsiFixed(VsiDriver):
             return ret
         flags = await spin_lock_irqsave(self.vsi_iommus_lock)
         await spin_lock(iommu.lock)
-        if await iommu.domain.load() is not domain:
+        switched = await iommu.domain.load() is not domain
+        if switched:
             await self.vsi_iommu_enable(iommu, vsi_domain)
             await list_del_init(iommu.node)
             await list_add_tail(iommu.node, vsi_domain.iommus)
             await iommu.domain.store(domain)
         spin_unlock(iommu.lock)
         await spin_unlock_irqrestore(self.vsi_iommus_lock, flags)
+        if switched:
+            await synchronize_irq(current().kernel, iommu.irq)  # R10: no fault report on the old domain is left
         await pm_runtime_put_autosuspend(iommu.dev)
         return 0
 

@@ -31,10 +31,12 @@ Besides the generic hooks of :mod:`model.kernel` (``alloc``, ``free``,
                  mapping ``[iova, iova+size) -> paddr`` is legitimate from
                  ``map_begin`` until the ``unmap_end`` that removes it.
 ``unmap_begin``  ``{domain, iova, size, unmapped}``  (``unmapped`` None)
-``unmap_end``    same keys, ``unmapped`` = bytes unmapped; emitted after
-                 ``iotlb_sync`` and after the gather's freelist was freed: from
-                 here on no DMA may reach the removed pages through this domain
-                 (through a TLB line or a stale table), else ``stale-tlb``.
+``unmap_end``    the same dict, ``unmapped`` = bytes unmapped; emitted after
+                 ``iotlb_sync`` and after the gather's freelist was freed (for
+                 ``iommu_unmap_fast``, at the caller's sync; for the DMA API's
+                 flush queue, when the queue is flushed, maybe on another CPU):
+                 from here on no DMA may reach the removed pages through this
+                 domain (through a TLB line or a stale table), else ``stale-tlb``.
 ``attach_begin`` ``{group, dev, old, new, ret}``  around every call of the
 ``attach_end``   driver's ``attach_dev(new, dev, old)`` (``ret`` None in begin,
                  0/-errno in end), including probe (``old`` None), the core's
@@ -75,6 +77,7 @@ from .core import (
     iommu_paging_domain_alloc,
     iommu_probe_device,
     iommu_release_device,
+    iommu_set_fault_handler,
     report_iommu_fault,
 )
 from .device import (
@@ -114,11 +117,21 @@ from .domain import (
     iommu_free_pages,
     iommu_iotlb_gather_add_page,
     iommu_iotlb_gather_init,
+    iommu_pages_list_add,
     iommu_put_pages_list,
 )
 from .driver import IommuDriver, validate_driver
 from .events import iommu_event
 from .list import INIT_LIST_HEAD, ListHead, ListNode, list_add_tail, list_del_init, list_empty, list_entries
-from .mapping import iommu_flush_iotlb_all, iommu_iotlb_sync, iommu_iova_to_phys, iommu_map, iommu_pgsize, iommu_unmap
+from .mapping import (
+    iommu_flush_iotlb_all,
+    iommu_iotlb_sync,
+    iommu_iova_to_phys,
+    iommu_map,
+    iommu_pgsize,
+    iommu_unmap,
+    iommu_unmap_fast,
+    unmaps_done,
+)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -20,6 +20,7 @@ from model.kernel.core import current, model_stack
 from model.kernel.locks import Mutex, lockdep_assert_held, mutex_lock, mutex_unlock
 
 from .device import DevIommu, dev_iommu_ops
+from .dma_iommu import iommu_get_dma_cookie, iommu_put_dma_cookie
 from .domain import (
     IOMMU_DOMAIN_BLOCKED,
     IOMMU_DOMAIN_DMA,
@@ -32,6 +33,7 @@ from .events import iommu_event
 __all__ = [
     "IommuGroup",
     "IOMMU_SET_DOMAIN_MUST_SUCCEED",
+    "iommu_set_fault_handler",
     "iommu_probe_device",
     "iommu_release_device",
     "iommu_paging_domain_alloc",
@@ -72,7 +74,9 @@ def _warn(message):
 
 
 class IommuGroup:
-    """``struct iommu_group`` (``generic_single_device_group``: one per device)."""
+    """``struct iommu_group``: one per device (``generic_single_device_group``),
+    or one per IOMMU instance that all its masters join (a driver's own
+    ``device_group``, as Rockchip's); see :func:`iommu_probe_device`."""
 
     def __init__(self, kernel):
         self.id = _next_id(kernel, "group")
@@ -110,6 +114,12 @@ async def __iommu_paging_domain_alloc_flags(dev, type):
     domain.owner = ops
     if domain.name is None:
         domain.name = f"{domain_type_name(type)}-domain{_next_id(dev.kernel, 'domain')}"
+    if type == IOMMU_DOMAIN_DMA:
+        # iommu_get_dma_cookie(); iommu_dma_init_fq() when not iommu.strict and
+        # the driver can flush everything (IOMMU_CAP_DEFERRED_FLUSH): the
+        # model's DMA_FQ domain keeps the type DMA and has a cookie with a queue
+        lazy = not getattr(dev.kernel, "iommu_dma_strict", True) and ops.flush_iotlb_all is not None
+        iommu_get_dma_cookie(domain, fq=lazy)
     iommu_event("domain_alloc", {"domain": domain, "pages": tuple(domain.table_pages())})
     return domain
 
@@ -133,6 +143,7 @@ async def iommu_domain_free(domain):
     if ops is None:
         return
     iommu_event("domain_free", {"domain": domain, "pages": tuple(domain.table_pages())})
+    await iommu_put_dma_cookie(domain)
     await ops.domain_free(domain)
 
 
@@ -448,8 +459,18 @@ async def iommu_group_store_type(group, req_type):
     return ret
 
 
-async def iommu_probe_device(dev, def_domain_type=IOMMU_DOMAIN_DMA):
-    """``__iommu_probe_device``: group, ``probe_device``, default domain attached."""
+async def iommu_probe_device(dev, def_domain_type=IOMMU_DOMAIN_DMA, group=None):
+    """``__iommu_probe_device``: ``probe_device``, the group, a domain attached.
+
+    ``group`` is what ``ops->device_group`` returns: None for a new group of
+    this device alone (``generic_single_device_group``), or a group the
+    driver keeps per IOMMU instance (``rk_iommu_device_group`` returns
+    ``iommu->group``), which other masters may have joined already.  A
+    new group gets its default domain; a device joining a group that has a
+    domain gets that domain attached (``__iommu_device_set_domain(group,
+    gdev, group->domain, NULL, 0)``: ``old`` is NULL), the group's default
+    domain, ownership and current domain staying the group's.
+    """
     fwspec = dev.fwspec
     iommu_pdev = fwspec.iommu_fwnode if fwspec is not None else None
     iommu_device = getattr(iommu_pdev, "iommu_device", None)
@@ -463,11 +484,22 @@ async def iommu_probe_device(dev, def_domain_type=IOMMU_DOMAIN_DMA):
         dev.iommu = None
         return iommu_dev if IS_ERR(iommu_dev) else -ENODEV
     dev.iommu.iommu_dev = iommu_dev
-    group = IommuGroup(dev.kernel)  # ops->device_group: generic_single_device_group
+    if group is None:
+        group = IommuGroup(dev.kernel)  # ops->device_group: generic_single_device_group
     await mutex_lock(group.mutex)
     group.devices.append(dev)
     dev.iommu_group = group
-    ret = await iommu_setup_default_domain(group, def_domain_type)
+    if group.domain is not None:
+        # a second master joins: the group's current domain is attached to it
+        ret = await __iommu_device_set_domain(group, dev, group.domain, None, 0)
+        if ret:
+            # err_remove_gdev: out of the group again; iommu_deinit_device()
+            group.devices.remove(dev)
+            await ops.release_device(dev)
+            dev.iommu_group = None
+            dev.iommu = None
+    else:
+        ret = await iommu_setup_default_domain(group, def_domain_type)
     mutex_unlock(group.mutex)
     if ret:
         return ret
@@ -510,6 +542,17 @@ async def iommu_release_device(dev):
     iommu_event("release", {"dev": dev})
 
 
+def iommu_set_fault_handler(domain, handler, token):
+    """``iommu_set_fault_handler``: ``await handler(domain, dev, iova, flags, token)``
+    is called by ``report_iommu_fault``, i.e. from the driver's IRQ handler
+    (hard-IRQ context, with whatever locks the driver holds there)."""
+    if domain is None:
+        _warn("iommu_set_fault_handler(NULL)")
+        return
+    domain.handler = handler
+    domain.handler_token = token
+
+
 async def report_iommu_fault(domain, dev, iova, flags):
     """Call the domain's fault handler, if any; -ENOSYS without one."""
     cpu = current()
@@ -523,5 +566,5 @@ async def report_iommu_fault(domain, dev, iova, flags):
         return -EINVAL
     iommu_event("fault", {"domain": domain, "dev": dev, "iova": iova, "flags": flags})
     if domain.handler is not None:
-        return await domain.handler(domain, dev, iova, flags)
+        return await domain.handler(domain, dev, iova, flags, domain.handler_token)
     return -ENOSYS

@@ -38,6 +38,7 @@ __all__ = [
     "iommu_alloc_pages_sz",
     "iommu_free_pages",
     "iommu_put_pages_list",
+    "iommu_pages_list_add",
     "iommu_iotlb_gather_init",
     "iommu_iotlb_gather_add_page",
 ]
@@ -96,6 +97,8 @@ class IommuDomain:
         self.mem = None
         self.name = name
         self.handler = None  # iommu_set_fault_handler()
+        self.handler_token = None
+        self.dma_cookie = None  # a DMA domain's IOVA allocator and flush queue (model.iommu.dma_iommu)
 
     @property
     def freed(self):
@@ -179,12 +182,16 @@ class IommuIotlbGather:
     pgsize: int = 0
     freelist: list = field(default_factory=list)  # table pages to free after the sync
     queued: bool = False
+    # model only: the unmaps (``unmap_begin`` infos) this gather holds until
+    # the sync, whose ``unmap_end`` the sync (or the flush queue) emits
+    pending: list = field(default_factory=list)
 
 
 def iommu_iotlb_gather_init(gather):
     gather.start, gather.end, gather.pgsize = (1 << 64) - 1, 0, 0
     gather.freelist = []
     gather.queued = False
+    gather.pending = []
 
 
 def iommu_iotlb_gather_add_page(domain, gather, iova, size):
@@ -206,6 +213,11 @@ async def iommu_alloc_pages_sz(gfp, size, tag="iommu-pages"):
 def iommu_free_pages(page):
     """``iommu_free_pages``: atomic-safe."""
     free_pages(page)
+
+
+def iommu_pages_list_add(pages, page):
+    """``iommu_pages_list_add``: ``page`` is freed with the list (``iommu_put_pages_list``)."""
+    pages.append(page)
 
 
 def iommu_put_pages_list(pages):

@@ -26,7 +26,7 @@ from .domain import (
 )
 from .events import iommu_event
 
-__all__ = ["iommu_map", "iommu_unmap", "iommu_iova_to_phys", "iommu_pgsize", "iommu_iotlb_sync", "iommu_flush_iotlb_all"]
+__all__ = ["iommu_map", "iommu_unmap", "iommu_unmap_fast", "iommu_iova_to_phys", "iommu_pgsize", "iommu_iotlb_sync", "iommu_flush_iotlb_all", "unmaps_done"]
 
 
 def _fls(x):
@@ -155,12 +155,22 @@ async def __iommu_unmap(domain, iova, size, gather):
 
 async def iommu_iotlb_sync(domain, gather):
     """``ops->iotlb_sync``; then the gathered table pages are freed (the walker
-    may hold their address until the sync, never after)."""
+    may hold their address until the sync, never after), and the unmaps the
+    gather held are over (``unmap_end``: until here a stale translation of
+    them is legal)."""
     ops = domain.owner
     if ops is not None and ops.iotlb_sync is not None:
         await ops.iotlb_sync(domain, gather)
     iommu_put_pages_list(gather.freelist)
+    unmaps_done(gather.pending)
     iommu_iotlb_gather_init(gather)
+
+
+def unmaps_done(pending):
+    """``unmap_end`` of every unmap in ``pending`` (a gather's, or a flush
+    queue entry's): their invalidation is complete."""
+    for info in pending:
+        iommu_event("unmap_end", info)
 
 
 async def iommu_flush_iotlb_all(domain):
@@ -169,25 +179,49 @@ async def iommu_flush_iotlb_all(domain):
         await ops.flush_iotlb_all(domain)
 
 
-async def iommu_unmap(domain, iova, size):
-    """Unmap up to ``size`` bytes at ``iova``; the bytes unmapped.
+async def iommu_unmap_fast(domain, iova, size, gather):
+    """``iommu_unmap_fast``: unmap, leave the invalidation to the caller's
+    ``iommu_iotlb_sync(domain, gather)`` (VFIO batches up to 512 unmaps per
+    sync; the DMA API's flush queue defers it to a timer).
 
-    Emits ``unmap_begin`` and ``unmap_end`` (``{domain, iova, size,
-    unmapped}``, ``unmapped`` None in ``unmap_begin``); ``unmap_end`` comes
-    after the iotlb sync.
+    Emits ``unmap_begin`` now; its ``unmap_end`` (``{domain, iova, size,
+    unmapped}``) comes when the gather is synced: until then the PTE may be
+    gone while the IOTLB still translates, which is legal.
     """
     info = {"domain": domain, "iova": iova, "size": size, "unmapped": None}
     iommu_event("unmap_begin", info)
-    gather = IommuIotlbGather()
     ret = await __iommu_unmap(domain, iova, size, gather)
+    info["unmapped"] = ret
+    gather.pending.append(info)
+    return ret
+
+
+async def iommu_unmap(domain, iova, size):
+    """Unmap up to ``size`` bytes at ``iova``; the bytes unmapped.
+
+    ``iommu_unmap_fast`` and one ``iommu_iotlb_sync``: ``unmap_end`` comes
+    after the sync.
+    """
+    gather = IommuIotlbGather()
+    ret = await iommu_unmap_fast(domain, iova, size, gather)
     await iommu_iotlb_sync(domain, gather)
-    iommu_event("unmap_end", dict(info, unmapped=ret))
     return ret
 
 
 async def iommu_iova_to_phys(domain, iova):
+    """The physical address ``iova`` translates to in ``domain``, 0 if none.
+
+    Emits ``iova_to_phys_begin`` and ``iova_to_phys_end`` with one dict
+    ``{domain, iova, phys}`` (``phys`` None until the end, then the answer).
+    """
+    info = {"domain": domain, "iova": iova, "phys": None}
+    iommu_event("iova_to_phys_begin", info)
     if domain.type == IOMMU_DOMAIN_IDENTITY:
-        return iova
-    if domain.type == IOMMU_DOMAIN_BLOCKED:
-        return 0
-    return await domain.owner.iova_to_phys(domain, iova)
+        phys = iova
+    elif domain.type == IOMMU_DOMAIN_BLOCKED:
+        phys = 0
+    else:
+        phys = await domain.owner.iova_to_phys(domain, iova)
+    info["phys"] = phys
+    iommu_event("iova_to_phys_end", info)
+    return phys

@@ -19,6 +19,7 @@ __all__ = [
     "request_irq",
     "free_irq",
     "raise_irq",
+    "synchronize_irq",
     "in_hardirq",
 ]
 
@@ -32,6 +33,7 @@ class IrqTable:
         self.kernel = kernel
         self.actions = {}  # irq -> [(handler, dev_id, name)]
         self.pending = []  # raised lines, in raise order (no duplicates)
+        self.running = {}  # irq -> handlers of that line running now (synchronize_irq)
         self.unhandled = 0
 
     def request(self, irq, handler, flags, name, dev_id):
@@ -58,8 +60,10 @@ class IrqTable:
         for fn in k.hooks.hardirq_enter:
             fn(cpu, irq)
         handled = IRQ_NONE
+        self.running[irq] = self.running.get(irq, 0) + 1
         for handler, dev_id, _name in list(self.actions.get(irq, [])):
             handled |= await handler(irq, dev_id)
+        self.running[irq] -= 1
         if handled == IRQ_NONE:
             self.unhandled += 1
         for fn in k.hooks.hardirq_exit:
@@ -77,6 +81,34 @@ def request_irq(kernel, irq, handler, flags=0, name="irq", dev_id=None):
 
 def free_irq(kernel, irq, dev_id=None):
     kernel.irq.free(irq, dev_id)
+
+
+class _IrqIdle:
+    """What ``synchronize_irq`` waits for: no handler of ``irq`` runs."""
+
+    __slots__ = ("table", "irq")
+
+    def __init__(self, table, irq):
+        self.table = table
+        self.irq = irq
+
+    def ready(self):
+        return not self.table.running.get(self.irq)
+
+    def __repr__(self):
+        return f"synchronize_irq({self.irq})"
+
+
+async def synchronize_irq(kernel, irq):
+    """``synchronize_irq(irq)``: wait until no handler of ``irq`` runs on any
+    CPU (a raised, undelivered line is not waited for).  It sleeps."""
+    cpu = current()
+    for fn in kernel.hooks.might_sleep:
+        fn(cpu, "synchronize_irq")
+    idle = _IrqIdle(kernel.irq, irq)
+    await cpu.sched.point(cpu)
+    while not idle.ready():
+        await cpu.sched.wait(cpu, idle)
 
 
 def raise_irq(kernel, irq):

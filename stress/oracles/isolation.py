@@ -75,7 +75,7 @@ class IsolationOracle:
         self.attaching = {}  # dev -> (old, new)
         self.attached = {}  # dev -> domain of the last successful attach
         self.maps = {}  # id(info-key) -> [(key, _Mapping)] of a map in progress
-        self.unmaps = {}  # (cpu id, domain id, iova) -> begin time
+        self.unmaps = {}  # id(unmap info) -> begin time
 
     # -- the core's truth ---------------------------------------------------------
 
@@ -96,7 +96,7 @@ class IsolationOracle:
         elif what == "map_end":
             self._map_end(cpu, info)
         elif what == "unmap_begin":
-            self.unmaps[(cpu.id, id(info["domain"]), info["iova"])] = now
+            self.unmaps[id(info)] = now  # the same dict comes back in unmap_end, maybe on another CPU (flush queue)
         elif what == "unmap_end":
             self._unmap_end(cpu, info)
 
@@ -128,7 +128,7 @@ class IsolationOracle:
 
     def _unmap_end(self, cpu, info):
         d = id(info["domain"])
-        begin = self.unmaps.pop((cpu.id, d, info["iova"]), None)
+        begin = self.unmaps.pop(id(info), None)
         if begin is None or not info["unmapped"]:
             return
         iova = info["iova"] >> PAGE
