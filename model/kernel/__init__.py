@@ -3,7 +3,7 @@
 from .core import HOOKS, Cpu, Kernel, ModelBug, current, model_stack, set_current
 from .gfp import *  # noqa: F401,F403  (the flags, as in <linux/gfp_types.h>)
 from .gfp import gfp_name, gfpflags_allow_blocking
-from .irq import IRQ_HANDLED, IRQ_NONE, IRQF_SHARED, free_irq, in_hardirq, raise_irq, request_irq
+from .irq import IRQ_HANDLED, IRQ_NONE, IRQF_SHARED, free_irq, in_hardirq, raise_irq, request_irq, synchronize_irq
 from .locks import (
     cpu_relax,
     Mutex,
