@@ -34,7 +34,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from model.workloads import DMA_CONTEXTS
-from stress.workload import BATCH_COUNTS, GFPS, OP_KINDS, STORIES
+from stress.workload import BATCH_COUNTS, CALLER_STORIES, GFPS, OP_KINDS, STORIES
 
 __all__ = [
     "KIND_ORDER",
@@ -146,7 +146,7 @@ def gfps():
     return st.sampled_from(GFPS)
 
 
-def _arg_values(config, natural):
+def _arg_values(config, natural, used=ARG_NAMES):
     """Every argument a kind may take, as one integer read in mixed radix.
 
     One choice per operation, whatever its kind: when the shrinker moves an
@@ -155,7 +155,10 @@ def _arg_values(config, natural):
     choices far more reliably than elements of seven.  The integer shrinks
     toward 0, which is every argument at its simplest value; the digits
     are, most significant first, dom, dev, iova, pages, gfp, write, ctx
-    (the DMA-API caller's context, task first), count (a batch's length).
+    (the DMA-API caller's context, task first), count (a batch's length),
+    each only if some kind of the table takes it (``used``): a table of
+    toy operations draws the same integers whatever names the IOMMU kinds
+    add.
     """
     radix = (
         ("dom", _count(config, "domains")),
@@ -167,12 +170,13 @@ def _arg_values(config, natural):
         ("ctx", len(DMA_CONTEXTS)),
         ("count", len(BATCH_COUNTS)),
     )
+    radix = tuple((name, n) for name, n in radix if name in used)
     total = 1
     for _, n in radix:
         total *= n
 
     def decode(code):
-        digits = {}
+        digits = dict.fromkeys(ARG_NAMES, 0)
         for name, n in reversed(radix):
             code, digits[name] = divmod(code, n)
         pages = PAGE_COUNTS[digits["pages"]]
@@ -193,6 +197,11 @@ def _arg_values(config, natural):
     return st.integers(0, total - 1).map(decode)
 
 
+def _used(table):
+    """The argument names some kind of ``table`` takes."""
+    return {n for names in table.values() for n in names}
+
+
 def _count(config, what):
     n = config[what]
     if n < 1:
@@ -211,7 +220,7 @@ def op_args(kind, config, table=None, natural=False):
     table = OP_KINDS if table is None else table
     names = tuple(table[kind])
     _check_names(kind, names)
-    return _arg_values(config, natural).map(lambda values: {n: values[n] for n in names})
+    return _arg_values(config, natural, _used(table)).map(lambda values: {n: values[n] for n in names})
 
 
 def ops(config, kinds=None, table=None, natural=False):
@@ -227,7 +236,7 @@ def ops(config, kinds=None, table=None, natural=False):
         kind, values = pair
         return [kind, {n: values[n] for n in names[kind]}]
 
-    return st.tuples(st.sampled_from(order), _arg_values(config, natural)).map(build)
+    return st.tuples(st.sampled_from(order), _arg_values(config, natural, _used(table))).map(build)
 
 
 def cpu_programs(config, kinds=None, table=None, natural=False):
@@ -249,15 +258,18 @@ def programs(config, kinds=None, table=None, natural=False):
 
 
 def default_stories(kinds=None, table=None):
-    """The stories (:data:`stress.workload.STORIES`) whose kinds are all allowed.
+    """The stories (:data:`stress.workload.STORIES` and ``CALLER_STORIES``)
+    whose kinds are all allowed.
 
     A story is what one user does, in order (a VFIO user, a DMA-API user,
-    runtime PM...); only the IOMMU table has them.
+    runtime PM, a network driver, a fault handler's user...); only the IOMMU
+    table has them.
     """
     if table is not None and table is not OP_KINDS:
         return {}
     allowed = set(kind_order(kinds, table))
-    return {name: list(ks) for name, ks in sorted(STORIES.items()) if set(ks) <= allowed}
+    every = {**STORIES, **CALLER_STORIES}
+    return {name: list(ks) for name, ks in sorted(every.items()) if set(ks) <= allowed}
 
 
 def stories(config, story_table, table=None, natural=False):
@@ -281,7 +293,7 @@ def stories(config, story_table, table=None, natural=False):
         name, values = pair
         return [[kind, {n: values[n] for n in table[kind]}] for kind in story_table[name]]
 
-    return st.tuples(st.sampled_from(names), _arg_values(config, natural)).map(build)
+    return st.tuples(st.sampled_from(names), _arg_values(config, natural, _used(table))).map(build)
 
 
 def swarm_kinds(kinds=None, table=None):

@@ -5,7 +5,7 @@ context, a fault handler that re-enters, a table freed before the sync).
 Each class below subclasses :class:`~model.drivers.vsi_fixed.VsiFixed` (the
 merged driver fixed, on the VSI register layout, like vsi-mainline) and
 overrides exactly ONE method, the one place where the defect lives; its
-docstring names the review point (``seed-lkml-vsi-review.txt``, R1-R9 of
+docstring names the review point (``seed-lkml-vsi-review.txt``, R1-R10 of
 ``vsi_fixed``) or the hardware rule it breaks.  Nothing here reports
 anything: the defects are found by the checkers and oracles watching the
 model's events, the same ones that watch every driver.
@@ -102,6 +102,7 @@ __all__ = [
     "SleepingMap",
     "FaultUnderLock",
     "FreedBeforeSync",
+    "HighBitsDropped",
 ]
 
 
@@ -449,3 +450,21 @@ ZOO = [
     ("B14", FaultUnderLock.name, FaultUnderLock, ("lock-inversion", "recursive-locking")),
     ("B15", FreedBeforeSync.name, FreedBeforeSync, "pagetable-use-after-free"),
 ]
+
+
+class HighBitsDropped(VsiFixed):
+    """B16 (hardware rule: the VSI PTE holds a 40-bit page address, bits
+    39:32 in PTE bits 11:4, ``vsi_mk_pte``): map hands the page address on
+    as a ``u32``, as a driver written for the 32-bit Rockchip v1 MMU does
+    (``rk_mk_pte`` keeps bits 31:12), so a page above 4 GiB is mapped at
+    its alias below 4 GiB: the device's DMA lands in memory nobody mapped
+    and ``iova_to_phys`` answers the truncated address."""
+
+    name = "vsi-b16-high-bits-dropped"
+    summary = "B16: map truncates the page address to 32 bits: pages above 4 GiB are mapped at their alias"
+
+    async def vsi_iommu_map_iova(self, vsi_domain, page_table, pte_index, pte_dma, iova, paddr, size, prot):
+        return await super().vsi_iommu_map_iova(vsi_domain, page_table, pte_index, pte_dma, iova, paddr & 0xFFFFFFFF, size, prot)
+
+
+ZOO.append(("B16", HighBitsDropped.name, HighBitsDropped, ("wrong-translation", "dma-isolation")))
