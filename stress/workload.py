@@ -75,6 +75,11 @@ CALLER_KINDS = ("fault_handler", "unmap_batch", "dma_map")
 #: how often a schedule gets callers (swarm: the others have none)
 CALLER_RATE = 0.5
 
+#: how often a drawn schedule boots with ``iommu.strict=0`` (the DMA API's
+#: flush queue, for drivers with ``flush_iotlb_all``), unless the workload
+#: sets ``dma_strict`` itself
+LAZY_RATE = 0.3
+
 #: a caller's story replaces one CPU's program: a network driver's buffers,
 #: a VFIO user unmapping a batch, a domain user whose fault handler re-enters
 CALLER_STORIES = {
@@ -289,6 +294,8 @@ class DriverWorkload:
 
     def for_schedule(self, seed, index):
         cfg = dict(self.config, programs=draw_programs(self.config, seed, index, self.config.get("kinds")))
+        if "dma_strict" not in self.config and make_rng(f"lazy:{seed}", index).random() < LAZY_RATE:
+            cfg["dma_strict"] = False  # iommu.strict=0: DMA domains get a flush queue
         scenario = _fixed_scenario(self.name, self.driver, cfg)
         return scenario, scenario.target
 

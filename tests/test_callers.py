@@ -220,14 +220,18 @@ def test_a_stale_translation_after_the_sync_is_stale_tlb():
 
 
 class UnmapEnds:
-    """When each DMA-API unmap ended, relative to the flushes."""
+    """When each DMA-API unmap ended, relative to the flushes, and how many
+    ended in the flush queue's timer (softirq context)."""
 
     def __init__(self, kernel):
         self.events = []
+        self.by_timer = 0
 
     def iommu(self, cpu, what, info):
         if what in ("unmap_begin", "unmap_end") and info["iova"] >= 0xA0000000:
             self.events.append(what)
+            if what == "unmap_end" and cpu is not None and cpu.softirq:
+                self.by_timer += 1
 
 
 def test_flush_queue_defers_unmap_end_and_stays_clean():
@@ -241,9 +245,11 @@ def test_flush_queue_defers_unmap_end_and_stays_clean():
     ev = watches[0].events
     assert ev.count("unmap_begin") == 5 and ev.count("unmap_end") == 5  # all flushed by teardown at the latest
     assert ev[:2] != ["unmap_begin", "unmap_end"]  # the first unmap's end waited for a flush
+    scen, watches = _watched(driver_scenario("vsi-fixed", _cfg(*progs, dma_strict=False)), UnmapEnds)
     for seed in range(3):
-        r = stress.explore(driver_scenario("vsi-fixed", _cfg(*progs, dma_strict=False)), strategy="pct", schedules=100, seed=seed, shrink=False)
+        r = stress.explore(scen, strategy="pct", schedules=100, seed=seed, shrink=False)
         assert not r.violations, r.violations[0].report["violation"]["splat"]
+    assert sum(w.by_timer for w in watches) > 50  # the queue's timer flushed them (TIMER_SOFTIRQ)
 
 
 def test_strict_mode_ends_each_unmap_at_once():

@@ -26,6 +26,7 @@ per-CPU queues behave alike for one domain: entries are flushed together).
 from __future__ import annotations
 
 from model.kernel import GFP_ATOMIC, SpinLock, current, spin_lock_irqsave, spin_unlock_irqrestore
+from model.kernel.timer import TimerList, mod_timer, timer_delete_sync, timer_pending
 
 from .domain import IOMMU_DOMAIN_IDENTITY, IOMMU_READ, IOMMU_WRITE, IommuIotlbGather, iommu_put_pages_list
 from .mapping import iommu_flush_iotlb_all, iommu_iotlb_sync, iommu_map, iommu_unmap_fast, unmaps_done
@@ -67,7 +68,10 @@ class IommuDmaCookie:
         self.iovas = {}  # allocated IOVA -> size
         self.fq = [] if fq else None  # queued (iova, size, freelist, unmaps)
         self.fq_lock = SpinLock("fq->lock")
-        self.fq_timer = None  # armed by queue_iova (model.kernel.timer), when the model has timers
+        self.fq_timer = TimerList("&cookie->fq_timer", self._fq_flush_timeout) if fq else None
+
+    async def _fq_flush_timeout(self, timer):
+        await fq_flush_timeout(self)
 
     def __repr__(self):
         return f"iommu_dma_cookie({self.domain!r})"
@@ -87,10 +91,7 @@ async def iommu_put_dma_cookie(domain):
     if cookie is None:
         return
     if cookie.fq is not None:
-        if cookie.fq_timer is not None:
-            from model.kernel.timer import timer_delete_sync
-
-            await timer_delete_sync(cookie.fq_timer)
+        await timer_delete_sync(cookie.fq_timer)
         entries = list(cookie.fq)
         cookie.fq.clear()
         await _fq_ring_free(cookie, entries)
@@ -171,11 +172,8 @@ async def queue_iova(cookie, iova, size, gather):
     gather.freelist.clear()
     gather.pending.clear()
     await spin_unlock_irqrestore(cookie.fq_lock, flags)
-    if cookie.fq_timer is not None:
-        from model.kernel.timer import mod_timer, timer_pending
-
-        if not timer_pending(cookie.fq_timer):
-            await mod_timer(cookie.fq_timer, 1)
+    if not timer_pending(cookie.fq_timer):  # !atomic_xchg(&cookie->fq_timer_on, 1)
+        await mod_timer(cookie.fq_timer, 1)
 
 
 async def _fq_flush(cookie):
