@@ -370,18 +370,20 @@ class System:
 
     # -- the books ---------------------------------------------------------------
 
-    def alloc_paddr(self, size):
+    def alloc_paddr(self, size, low=False):
         """Fresh data pages for one map: ``size`` bytes of the window at
         ``DATA_BASE``, or for every other call (the first, the third, ...) the
         same bytes in the window 4 GiB higher, if the IOMMU's page tables
-        address them (``pa_bits``) and ``config.high_pages``.  The window is
+        address them (``pa_bits``) and ``config.high_pages``; never with
+        ``low`` (a buffer the device reaches without the IOMMU, as swiotlb
+        bounces one above its 32-bit DMA mask).  The window is
         chosen by the call's number alone (no draw), and the low 32 bits of
         every address are what they are without the high window."""
         paddr = self.next_paddr
         self.next_paddr += size
         self.paddrs += 1
         high = paddr - DATA_BASE + DATA_HIGH_BASE
-        if self.paddrs % 2 and self.config.high_pages and high + size <= 1 << self.pa_bits:
+        if not low and self.paddrs % 2 and self.config.high_pages and high + size <= 1 << self.pa_bits:
             return high
         return paddr
 
@@ -756,7 +758,8 @@ async def _dma_api_xfer(sys, dev, write):
     to it, ``dma_unmap_single``; 0 or -errno."""
     d = sys.devices[dev]
     dir = DMA_FROM_DEVICE if write else DMA_TO_DEVICE
-    dma = await iommu_dma_map_phys(d, sys.alloc_paddr(SZ_4K), SZ_4K, dir)
+    direct = sys.default_domain(d).type == IOMMU_DOMAIN_IDENTITY  # dma-direct, swiotlb below 4 GiB
+    dma = await iommu_dma_map_phys(d, sys.alloc_paddr(SZ_4K, low=direct), SZ_4K, dir)
     if dma == DMA_MAPPING_ERROR:
         return -ENOMEM
     await _dma(sys, dev, dma, write)

@@ -162,7 +162,7 @@ def _arg_values(config, natural, used=ARG_NAMES):
     """
     radix = (
         ("dom", _count(config, "domains")),
-        ("dev", _count(config, "iommus")),
+        ("dev", _count(config, "iommus") * config.get("masters", 1)),
         ("iova", _count(config, "iovas")),
         ("pages", len(PAGE_COUNTS)),
         ("gfp", len(GFPS)),

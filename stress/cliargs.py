@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["number", "positive_int", "seed", "seconds", "tlb_retention", "walk_cache", "soc", "HARDWARE_PARAMS", "add_hardware", "is_tty", "console", "print_rich", "quiet_broken_pipe", "run_command"]
+__all__ = ["number", "positive_int", "seed", "seconds", "tlb_retention", "walk_cache", "soc", "masters", "group", "HARDWARE_PARAMS", "add_hardware", "is_tty", "console", "print_rich", "quiet_broken_pipe", "run_command"]
 
 #: a pipe or a CI log: wide enough for any line, so nothing is folded
 PIPE_WIDTH = 100_000
@@ -80,8 +80,28 @@ def soc(text):
 
 soc.__name__ = "SoC profile"
 
+masters = number(int, lambda v: v >= 1, "a positive number of masters per IOMMU")
+
+
+def group(text):
+    """How the masters of one IOMMU are grouped (``model.workloads.GROUP_MODES``)."""
+    from model.workloads import GROUP_MODES
+
+    if text not in GROUP_MODES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(GROUP_MODES)}, got {text!r}")
+    return text
+
+
+group.__name__ = "group mode"
+
 #: hardware parameters of a driver workload: (dest, flag); a report records them
-HARDWARE_PARAMS = (("tlb_retention", "--tlb-retention"), ("walk_cache", "--walk-cache"), ("soc", "--soc"))
+HARDWARE_PARAMS = (
+    ("tlb_retention", "--tlb-retention"),
+    ("walk_cache", "--walk-cache"),
+    ("soc", "--soc"),
+    ("masters", "--masters"),
+    ("group", "--group"),
+)
 
 
 def add_hardware(parser):
@@ -106,6 +126,21 @@ def add_hardware(parser):
         default=None,
         help="how the IOMMU shares clocks and power with its master: rk3588 (default: one clock pair and "
         "one power domain for both, as in rk3588-base.dtsi) or standalone (own clocks, always powered)",
+    )
+    parser.add_argument(
+        "--masters",
+        type=masters,
+        default=None,
+        help="DMA masters behind each IOMMU (default 1); the program's devices are vpu0, vpu1, ...: "
+        "IOMMU i has vpu{i*N} to vpu{i*N+N-1}",
+    )
+    parser.add_argument(
+        "--group",
+        type=group,
+        default=None,
+        help="iommu groups of the masters behind one IOMMU: own (default: a group per master, "
+        "generic_single_device_group, as vsi-iommu.c) or shared (one group per IOMMU, as rockchip-iommu.c's "
+        "device_group; the group's domain is attached to a master that joins it)",
     )
 
 

@@ -220,7 +220,12 @@ def hardware_line(workload):
     soc = f"{name} ({SOCS[name].source})" if name in SOCS else str(name)
     retention = workload.get("tlb_retention")
     kept = ", ".join(map(str, DEFAULT_RETENTION if retention is None else retention)) or "nothing"
-    return f"hardware: {soc}; the IOTLB survives: {kept}"
+    masters = workload.get("masters") or 1
+    behind = ""
+    if masters > 1:
+        groups = "one group per IOMMU" if workload.get("group") == "shared" else "each in its own group"
+        behind = f"; {masters} masters behind each IOMMU, {groups}"
+    return f"hardware: {soc}; the IOTLB survives: {kept}{behind}"
 
 
 def report_text(report, *, full=False, path=None):

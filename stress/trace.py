@@ -8,6 +8,7 @@ detail]`` lists, JSON-ready.
 from __future__ import annotations
 
 from model.kernel.gfp import gfp_name
+from model.kernel.shared import RMW
 
 __all__ = ["Tracer"]
 
@@ -49,8 +50,9 @@ class Tracer:
         self._add(cpu, what, str(detail))
 
     # model hooks
-    def lock_acquire(self, cpu, lock, trylock, subclass):
-        self._add(cpu, "trylock" if trylock else ("mutex_lock" if lock.sleeps else "spin_lock"), repr(lock))
+    def lock_acquire(self, cpu, lock, trylock, subclass, read=0):
+        what = "trylock" if trylock else ("mutex_lock" if lock.sleeps else "spin_lock")
+        self._add(cpu, f"{what} (read)" if read else what, repr(lock))
 
     def lock_acquired(self, cpu, lock):
         self._add(cpu, "acquired", repr(lock))
@@ -76,8 +78,12 @@ class Tracer:
     def free(self, cpu, obj):
         self._add(cpu, "free", repr(obj))
 
-    def access(self, cpu, cell, is_write):
-        self._add(cpu, "store" if is_write else "load", f"{cell.name} = {cell.value!r}" if not is_write else cell.name)
+    def access(self, cpu, cell, is_write, marked=False):
+        # plain "load"/"store" as before; a marked access says so (an atomic RMW shows the value it read)
+        what = "store" if is_write else "load"
+        if marked:
+            what = "rmw (marked)" if marked & RMW else f"{what} (marked)"
+        self._add(cpu, what, f"{cell.name} = {cell.value!r}" if not is_write or marked & RMW else cell.name)
 
     def op_begin(self, cpu, name):
         self._add(cpu, "op", f"begin {name}")

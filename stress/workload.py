@@ -183,9 +183,14 @@ def draw_programs(cfg, seed, index, kinds=None):
     return programs
 
 
+def _devices(cfg):
+    """How many master devices a program may name: ``masters`` behind each IOMMU."""
+    return cfg["iommus"] * cfg.get("masters", 1)
+
+
 def _arena(cfg, rng):
     return {
-        "dev": rng.choice((1, cfg["iommus"])),
+        "dev": rng.choice((1, _devices(cfg))),
         "dom": rng.choice((1, cfg["domains"])),
         "iova": rng.choice((1, min(2, cfg["iovas"]), cfg["iovas"])),
     }
@@ -200,7 +205,7 @@ def _add_callers(cfg, rng, programs, callers, every):
     stories = [n for n, ks in sorted(CALLER_STORIES.items()) if all(k in every for k in ks)]
     if stories and rng.random() < 0.5:
         one = {"dev": 1, "dom": 1, "iova": 1}
-        target = {k: rng.randrange(n) for k, n in (("dev", cfg["iommus"]), ("dom", cfg["domains"]), ("iova", cfg["iovas"]))}
+        target = {k: rng.randrange(n) for k, n in (("dev", _devices(cfg)), ("dom", cfg["domains"]), ("iova", cfg["iovas"]))}
         story = []
         for kind in CALLER_STORIES[rng.choice(stories)]:
             kind_op = _draw_op(rng, kind, one)

@@ -268,7 +268,7 @@ def test_size_grows_only_with_new_knowledge():
     graph = LockGraph()
     assert run(AB, graph, 1) is None
     size = graph.size()
-    assert size == 3  # A -> B, A and B HARDIRQ-ON
+    assert size == 5  # A -> B, A and B HARDIRQ-ON and SOFTIRQ-ON
     assert run(AB, graph, 2) is None
     assert graph.size() == size
     assert graph.fwd["lock_A"]["lock_B"][2] == 1  # the first run that recorded it

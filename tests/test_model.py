@@ -901,7 +901,9 @@ async def stale_across_suspend(sys):
 
 
 async def map_attach_dma_unmap_dma(sys):
-    await op_map(sys, 0, X, 0x2000)
+    # three pages mapped, two unmapped: the table stays (an emptied one is
+    # taken off its DTE, and the unsynced PTEs would never be walked)
+    await op_map(sys, 0, X, 0x3000)
     await op_attach(sys, 0, 0)
     await op_dma(sys, 0, X + 0x1000)
     await op_unmap(sys, 0, X, 0x2000)
@@ -914,7 +916,9 @@ MUTANTS = [
     (ForcedAtomicOr, scenario(map_x, driver=ForcedAtomicOr), "sleep-in-atomic"),
     (ForcedAtomic, scenario(map_x, driver=ForcedAtomic), "gfp-accounting-dropped"),
     (IdentityStep, scenario(attach_d0, dma_x_twice, driver=IdentityStep), "dma-isolation"),
-    (SplitAttach, scenario(map_attach_d0, dma_x_twice, unmap_then_dma, driver=SplitAttach), "stale-tlb"),
+    # the lost flush shows as a stale line, or as the emptied table freed while
+    # the walk cache of the IOMMU the flush missed still names it
+    (SplitAttach, scenario(map_attach_d0, dma_x_twice, unmap_then_dma, driver=SplitAttach), ("stale-tlb", "pagetable-use-after-free")),
     # the unlocked store to iommu->enable is a data race first; without the race checker:
     (UnlockedSuspend, scenario(attach_suspend, map_x_y, driver=UnlockedSuspend), "mmio-while-suspended", NO_RACE),
     (SleepingPowerCheck, scenario(attach_suspend, map_x_y, driver=SleepingPowerCheck), "sleep-in-atomic"),  # the IOMMU suspended: might_sleep_if
@@ -932,4 +936,4 @@ def test_mutants_of_vsi_fixed_are_caught(mutant):
     driver, scen, kind, *checkers = mutant
     r = stress.explore(scen, strategy="pct", schedules=1000, seed=1, shrink=False, checkers=checkers[0] if checkers else None)
     assert r.violations, f"{driver.name}: nothing found in {r.schedules} schedules"
-    assert r.violations[0].kind == kind, r.violations[0].report["violation"]["splat"]
+    assert r.violations[0].kind in (kind if isinstance(kind, tuple) else (kind,)), r.violations[0].report["violation"]["splat"]

@@ -383,11 +383,11 @@ def test_circular_locking_header(splats):
     title = "WARNING: possible circular locking dependency detected"
     assert s[:3] == ["=" * len(title), title, "-" * len(title)]
     assert s[3] == "CPU1 is trying to acquire lock:"
-    assert s[4].startswith("(&lock_a){+...}-{3:3}, at: cpu1 (stress/examples.py:")
+    assert s[4].startswith("(&lock_a){+.+.}-{3:3}, at: cpu1 (stress/examples.py:")
     text = splats["circular-2"]["splat"]
     assert "\nbut task is already holding lock:\n(&lock_b)" in text
     assert "\nwhich lock already depends on the new lock.\n\n\nthe existing dependency chain (in reverse order) is:\n\n-> #1 (&lock_b)" in text
-    assert "\n-> #0 (&lock_a){+...}-{3:3}:\n       spin_lock\n" in text
+    assert "\n-> #0 (&lock_a){+.+.}-{3:3}:\n       spin_lock\n" in text
     assert "Chain exists of" not in text
     assert (
         " Possible unsafe locking scenario:\n\n"
@@ -399,7 +399,7 @@ def test_circular_locking_header(splats):
         "  lock(&lock_a);\n\n"
         " *** DEADLOCK ***\n\n"
         "1 lock held by CPU1:\n"
-        " #0: (&lock_b){+...}-{3:3}, at: cpu1 (stress/examples.py:"
+        " #0: (&lock_b){+.+.}-{3:3}, at: cpu1 (stress/examples.py:"
     ) in text
     assert "\n\nstack backtrace:\nCPU: 1 PID: 0 Comm: CPU1\nCall trace:\n spin_lock\n" in text
 
@@ -407,7 +407,7 @@ def test_circular_locking_header(splats):
 def test_circular_chain_of_three_names_source_parent_target(splats):
     text = splats["circular-3"]["splat"]
     # CPU2 holds lock_c and takes lock_a, which reaches lock_c through lock_b
-    assert "\n-> #2 (&lock_c){+...}-{3:3}:\n" in text and "\n-> #1 (&lock_b)" in text and "\n-> #0 (&lock_a)" in text
+    assert "\n-> #2 (&lock_c){+.+.}-{3:3}:\n" in text and "\n-> #1 (&lock_b)" in text and "\n-> #0 (&lock_a)" in text
     assert (
         "other info that might help us debug this:\n\n"
         "Chain exists of:\n"
@@ -476,7 +476,7 @@ def test_irq_lock_inversion(splats):
     assert s[3] == "CPU0 just changed the state of lock:"
     assert s[4].startswith("(&dev->irq_lock){-...}-{3:3}, at: handler (tests/test_splat_format.py:")
     assert s[5] == "but this lock took another, HARDIRQ-unsafe lock in the past:"
-    assert s[6] == " (&dev->cfg_lock){+...}-{3:3}"
+    assert s[6] == " (&dev->cfg_lock){+.+.}-{3:3}"
     text = splats["irq-inversion"]["splat"]
     assert "\n\nand interrupts could create inverse lock ordering between them.\n\n" in text
     assert (
@@ -493,7 +493,7 @@ def test_irq_lock_inversion(splats):
         "    lock(&dev->irq_lock);\n\n"
         " *** DEADLOCK ***\n"
     ) in text
-    assert "\nthe shortest dependencies between 2nd lock and 1st lock:\n  -> (&dev->cfg_lock){+...}-{3:3} {\n     HARDIRQ-ON-W at:\n" in text
+    assert "\nthe shortest dependencies between 2nd lock and 1st lock:\n  -> (&dev->cfg_lock){+.+.}-{3:3} {\n     HARDIRQ-ON-W at:\n" in text
 
 
 def test_hardirq_safe_to_unsafe_lock_order(splats):
@@ -501,9 +501,9 @@ def test_hardirq_safe_to_unsafe_lock_order(splats):
     assert s[:3] == ["=" * 53, "WARNING: HARDIRQ-safe -> HARDIRQ-unsafe lock order detected", "-" * 53]
     assert s[3] == "CPU0 [HC0[0]:SC0[0]:HE0:SE1] is trying to acquire:"
     text = splats["safe-to-unsafe"]["splat"]
-    assert "\nwhich would create a new lock dependency:\n (&dev->irq_lock){-...}-{3:3} -> (&dev->cfg_lock){+...}-{3:3}\n" in text
+    assert "\nwhich would create a new lock dependency:\n (&dev->irq_lock){-...}-{3:3} -> (&dev->cfg_lock){+.+.}-{3:3}\n" in text
     assert "\nbut this new dependency connects a HARDIRQ-irq-safe lock:\n (&dev->irq_lock){-...}-{3:3}\n\n... which became HARDIRQ-irq-safe at:\n  spin_lock\n" in text
-    assert "\nto a HARDIRQ-irq-unsafe lock:\n (&dev->cfg_lock){+...}-{3:3}\n\n... which became HARDIRQ-irq-unsafe at:\n...\n  spin_lock\n" in text
+    assert "\nto a HARDIRQ-irq-unsafe lock:\n (&dev->cfg_lock){+.+.}-{3:3}\n\n... which became HARDIRQ-irq-unsafe at:\n...\n  spin_lock\n" in text
     assert "\nthe dependencies between the lock to be acquired\n and HARDIRQ-irq-unsafe lock:\n" in text
 
 

@@ -437,7 +437,7 @@ ZOO = [
     ("B1", GfpOrAtomic.name, GfpOrAtomic, "sleep-in-atomic"),
     ("B2", ForcedAtomic.name, ForcedAtomic, "gfp-accounting-dropped"),
     ("B3", IdentityStep.name, IdentityStep, "dma-isolation"),
-    ("B4", SplitAttach.name, SplitAttach, "stale-tlb"),
+    ("B4", SplitAttach.name, SplitAttach, ("stale-tlb", "pagetable-use-after-free")),
     ("B5", UnlockedSuspend.name, UnlockedSuspend, ("mmio-while-suspended", "dma-isolation")),
     ("B6", SleepingPowerCheck.name, SleepingPowerCheck, "sleep-in-atomic"),
     ("B7", IrqUnsafeSuspend.name, IrqUnsafeSuspend, "irq-lock-inversion"),

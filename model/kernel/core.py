@@ -30,7 +30,7 @@ __all__ = [
 #: Event names an observer may implement as methods.  Each is called with
 #: plain positional arguments; see the primitive that emits it.
 HOOKS = (
-    "lock_acquire",  # (cpu, lock, trylock, subclass)  before waiting, as lockdep's lock_acquire
+    "lock_acquire",  # (cpu, lock, trylock, subclass, read=0)  before waiting, as lockdep's lock_acquire (read: 1 read, 2 recursive read)
     "lock_acquired",  # (cpu, lock)          the lock is now held
     "lock_release",  # (cpu, lock)           before the release; may be a bad unlock
     "irqs",  # (cpu, enabled)                local irq state changed
@@ -42,7 +42,7 @@ HOOKS = (
     "might_sleep",  # (cpu, what)             a call that may schedule
     "alloc",  # (cpu, obj)                    a page or kmalloc object was handed out
     "free",  # (cpu, obj)                     it is being returned
-    "access",  # (cpu, cell, is_write)        a Shared cell was read or written
+    "access",  # (cpu, cell, is_write, marked=False)  a Shared cell was read or written (marked: READ_ONCE & co, model.kernel.shared)
     "op_begin",  # (cpu, name)                a workload operation starts on cpu
     "op_end",  # (cpu, name)                  ... and returned
     "mmio",  # (cpu, hw, reg, value, is_write) a register access

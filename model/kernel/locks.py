@@ -23,6 +23,13 @@ is spinning, and the scheduler will not let it starve a CPU that has not run
 since its previous yield (``stress.scheduler``, fair spinning).
 
 ``spin_lock_irqsave`` returns ``flags``: here the previous irq state.
+``spin_lock_bh`` disables softirqs (``local_bh_disable``) before taking the
+lock and ``spin_unlock_bh`` enables them after the release, where pending
+softirqs run (:mod:`.softirq`).
+
+A lock class may keep other run state than :class:`LockState` (its
+``_state``: ``rwlock_t`` and ``rw_semaphore``, :mod:`.rwlock`); every
+kind lives in ``kernel.locks`` all the same.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ __all__ = [
     "spin_unlock_irqrestore",
     "spin_lock_irq",
     "spin_unlock_irq",
+    "spin_lock_bh",
+    "spin_unlock_bh",
     "mutex_lock",
     "mutex_unlock",
     "cpu_relax",
@@ -81,12 +90,13 @@ class LockState:
 
 
 class LockStore(dict):
-    """``kernel.locks``: lock -> :class:`LockState` of this run, created on first use."""
+    """``kernel.locks``: lock -> its state in this run, created on first use
+    (a :class:`LockState`, or the lock class's own ``_state``)."""
 
     __slots__ = ()
 
     def __missing__(self, lock):
-        st = self[lock] = LockState(lock)
+        st = self[lock] = getattr(lock, "_state", LockState)(lock)
         return st
 
 
@@ -127,6 +137,7 @@ class SpinLock:
 
     __slots__ = ("name",)
     sleeps = False
+    _state = LockState  # its run state in kernel.locks
 
     def __init__(self, name):
         self.name = name
@@ -262,6 +273,18 @@ async def spin_unlock_irq(lock):
     await local_irq_enable()
 
 
+async def spin_lock_bh(lock):
+    """``spin_lock_bh()``: ``local_bh_disable()``, then ``spin_lock()``."""
+    _softirq.local_bh_disable()
+    await spin_lock(lock)
+
+
+async def spin_unlock_bh(lock):
+    """``spin_unlock_bh()``: ``spin_unlock()``, then ``local_bh_enable()`` (pending softirqs run there)."""
+    spin_unlock(lock)
+    await _softirq.local_bh_enable()
+
+
 async def mutex_lock(lock):
     cpu = current()
     for fn in cpu.kernel.hooks.might_sleep:
@@ -319,3 +342,7 @@ def lockdep_assert_held(lock):
     cpu = current()
     if lock_owner(lock, cpu.kernel) is not cpu:
         cpu.kernel.warn(f"lockdep_assert_held({lock!r}): not held by {cpu!r}")
+
+
+# Last: .softirq imports this module (for _set_irqs) and is imported first.
+from . import softirq as _softirq  # noqa: E402

@@ -23,13 +23,18 @@ Where the pending ones run, as the kernel's:
 Hooks: ``bh(cpu, enabled)`` when softirqs get disabled or enabled on a CPU
 (lockdep_softirqs_off/on: the first disable, the last enable, and around a
 handler), ``softirq_enter(cpu, nr)``/``softirq_exit(cpu, nr)`` around each
-handler.
+handler.  :func:`softirqs_enabled` is lockdep's ``softirqs_enabled`` of the
+CPU's current context, :func:`has_softirqs` whether any code can run in
+softirq context at all: lockdep tracks the SOFTIRQ state of lock classes
+only in a kernel with an open softirq (``stress.lockdep``), so open them
+where the scenario builds its kernel (or in ``kernel.add_setup``), before
+the first lock is taken.
 """
 
 from __future__ import annotations
 
 from .cpu import current
-from .locks import _set_irqs
+from .locks import _set_irqs, local_irq_restore, local_irq_save
 
 __all__ = [
     "HI_SOFTIRQ",
@@ -49,6 +54,8 @@ __all__ = [
     "in_interrupt",
     "do_softirq",
     "irq_exit_softirq",
+    "has_softirqs",
+    "softirqs_enabled",
 ]
 
 # enum { HI_SOFTIRQ=0, TIMER_SOFTIRQ, NET_TX_SOFTIRQ, NET_RX_SOFTIRQ, BLOCK_SOFTIRQ, IRQ_POLL_SOFTIRQ, TASKLET_SOFTIRQ, SCHED_SOFTIRQ, HRTIMER_SOFTIRQ, RCU_SOFTIRQ }
@@ -80,6 +87,16 @@ def _pending(cpu):
 def open_softirq(kernel, nr, action):
     """``open_softirq(nr, action)``: ``action`` is ``async def action()``."""
     _vec(kernel)[nr] = action
+
+
+def has_softirqs(kernel):
+    """Whether some softirq action is open on ``kernel`` (only then can code run in softirq context)."""
+    return bool(getattr(kernel, "softirq_vec", None))
+
+
+def softirqs_enabled(cpu):
+    """lockdep's ``softirqs_enabled`` for ``cpu``'s context: neither serving a softirq nor BH-disabled."""
+    return not cpu.bh and not cpu.softirq
 
 
 def in_softirq():
@@ -136,7 +153,9 @@ async def raise_softirq(nr):
     """``raise_softirq(nr)``: from task context with BH enabled, ksoftirqd runs
     it (here, now, on this CPU); else at the end of the BH section or IRQ."""
     cpu = current()
+    flags = local_irq_save()  # raise_softirq(): local_irq_save(); raise_softirq_irqoff(); local_irq_restore()
     _pending(cpu).add(nr)
+    await local_irq_restore(flags)
     if not cpu.in_interrupt() and cpu.irqs_enabled:
         await do_softirq(cpu)
 

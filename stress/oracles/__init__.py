@@ -12,11 +12,13 @@ kind from the fixed vocabulary:
 ``gfp``                   gfp-accounting-dropped
 ``isolation``             dma-isolation and stale-tlb
 ``kasan``                 invalid-access (a field read outside any object)
+``iova-to-phys``          wrong-translation (``iommu_iova_to_phys`` of a live mapping)
 ========================  =====================================================
 """
 
 from .dma32 import Dma32Oracle
 from .gfp import GfpAccountingOracle
+from .iova_to_phys import IovaToPhysOracle
 from .isolation import IsolationOracle
 from .kasan import KasanChecker
 from .leak import LeakOracle
@@ -33,6 +35,7 @@ ORACLES = {
     "gfp": GfpAccountingOracle,
     "isolation": IsolationOracle,
     "kasan": KasanChecker,
+    "iova-to-phys": IovaToPhysOracle,
 }
 
 __all__ = ["ORACLES"]

@@ -51,7 +51,7 @@ def _duration(text):
 
 
 #: options fixed when a soak starts: ``--resume`` takes them from the soak
-_STORED = ("driver", "scenario", "strategy", "seed", "checkers", "pct_depth", "max_steps", "cpus", "ops", "tlb_retention", "walk_cache", "soc", "batch", "inject_failures")
+_STORED = ("driver", "scenario", "strategy", "seed", "checkers", "pct_depth", "max_steps", "cpus", "ops", "tlb_retention", "walk_cache", "soc", "masters", "group", "batch", "inject_failures")
 
 
 def add_parser(sub):
