@@ -18,7 +18,6 @@ from model.workloads import DMA_CONTEXTS
 from stress.choosers import Replay
 from stress.engine import run_schedule
 from stress.workload import CALLER_KINDS, CALLER_STORIES, OP_KINDS, draw_programs, driver_scenario, workload_config
-from model.drivers import register_driver
 
 
 def _cfg(*programs, **extra):
@@ -202,8 +201,7 @@ class WindowHits:
 
 
 def test_a_stale_translation_between_unmap_fast_and_the_sync_is_legal():
-    register_driver(DeferredFlush)
-    scen, watches = _watched(driver_scenario(DeferredFlush.name, _cfg(BATCH_USER, DMA_DURING)), WindowHits)
+    scen, watches = _watched(driver_scenario("tests.test_callers:DeferredFlush", _cfg(BATCH_USER, DMA_DURING)), WindowHits)
     for seed in range(3):
         r = stress.explore(scen, strategy="pct", schedules=150, seed=seed, shrink=False)
         assert not r.violations, r.violations[0].report["violation"]["splat"]
@@ -211,8 +209,7 @@ def test_a_stale_translation_between_unmap_fast_and_the_sync_is_legal():
 
 
 def test_a_stale_translation_after_the_sync_is_stale_tlb():
-    register_driver(NoSyncFlush)
-    out = run_schedule(driver_scenario(NoSyncFlush.name, _cfg(BATCH_USER)), Replay([]))
+    out = run_schedule(driver_scenario("tests.test_callers:NoSyncFlush", _cfg(BATCH_USER)), Replay([]))
     assert out.kind in ("stale-tlb", "pagetable-use-after-free"), out.violation
 
 

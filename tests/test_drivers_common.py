@@ -32,7 +32,9 @@ MERGED_DIFFER = {
 
 OWN = {
     "vsi-mainline": MERGED_DIFFER,
-    "vsi-fixed": MERGED_DIFFER | {"__init__", "vsi_iommu_zap_tlb"},
+    # and what the C lacks: an emptied page table freed through the gather
+    # (R8), flush_iotlb_all for the DMA API's flush queue
+    "vsi-fixed": MERGED_DIFFER | {"__init__", "vsi_iommu_zap_tlb", "vsi_iommu_unmap", "vsi_iommu_free_pt", "vsi_iommu_flush_iotlb_all", "flush_iotlb_all"},
     # the posting: its own structures, so every C function touching them
     "vsi-v3": {
         "__init__",
