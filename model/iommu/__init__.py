@@ -47,6 +47,8 @@ Besides the generic hooks of :mod:`model.kernel` (``alloc``, ``free``,
 ``probe``        ``{dev}``  ``iommu_probe_device`` finished (default domain attached)
 ``release``      ``{dev}``  ``iommu_release_device`` finished (no domain any more)
 ``fault``        ``{domain, dev, iova, flags}``  ``report_iommu_fault`` (IOMMU_FAULT_READ/WRITE)
+``iova_to_phys_begin``  ``{domain, iova, phys}``  around ``iommu_iova_to_phys``
+``iova_to_phys_end``    (one dict: ``phys`` None in begin, the answer in end)
 
 DMA (hook ``dma(master, access)``, :class:`model.hw.DmaAccess`): ``master.dev``
 is the :class:`Device`, ``access.outcome`` one of tlb/walk/bypass/fault/off/stall,
