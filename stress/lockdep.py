@@ -158,14 +158,15 @@ def _both(state, used_in):
 
 
 class _Held:
-    __slots__ = ("lock", "cls", "stack", "ctx", "read")
+    __slots__ = ("lock", "cls", "stack", "ctx", "read", "check")
 
-    def __init__(self, lock, cls, stack, ctx, read=0):
+    def __init__(self, lock, cls, stack, ctx, read=0, check=True):
         self.lock = lock
         self.cls = cls
         self.stack = stack
         self.ctx = ctx  # irq context at acquisition (task_irq_context): 0 process, 1 softirq, 2 hard IRQ, 3 both
         self.read = read  # 0 write, 1 read, 2 recursive read
+        self.check = check  # hlock->check: 0 for maps acquired without validation (rcu_read_lock)
 
 
 def _pairs(path):
@@ -256,6 +257,10 @@ class Lockdep:
         if held is None:
             held = self.held[cpu.id] = []
         ctx = _irq_context(cpu)
+        if not getattr(lock, "check", True):
+            # lock_acquire(..., check=0, ...): held, nothing validated (rcu_lock_acquire)
+            held.append(_Held(lock, cls, stack, ctx, read, False))
+            return
         g = self.graph
         # 1. mark_usage: a trylock is not USED_IN, irqs-on applies to it all the same
         usage = g.usage.get(cls, _NONE)
@@ -278,11 +283,11 @@ class Lockdep:
                     self._recursive(cpu, lock, cls, stack, h)
             # 3. check_prevs_add, once per chain (the key has the read states: hlock_id)
             if held:
-                same_ctx = tuple((h.cls, h.read) for h in held if h.ctx == ctx)
+                same_ctx = tuple((h.cls, h.read) for h in held if h.ctx == ctx and h.check)
                 key = (same_ctx, cls, read)
                 if same_ctx and key not in g.chains:
                     for h in held:
-                        if h.ctx == ctx and h.cls != cls:
+                        if h.ctx == ctx and h.check and h.cls != cls:
                             self._add_edge(cpu, h, cls, read, stack, lock)
                     g.chains.add(key)
         held.append(_Held(lock, cls, stack, ctx, read))
@@ -314,6 +319,8 @@ class Lockdep:
         """``mark_held_locks(curr, LOCK_ENABLED_<state>)``."""
         stack = None
         for h in self.held.get(cpu.id, ()):
+            if not h.check:
+                continue
             bit = _BIT[state, False, h.read != 0]
             if bit not in self.graph.usage.get(h.cls, _NONE):
                 stack = stack or model_stack(3)

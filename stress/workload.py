@@ -75,6 +75,11 @@ CALLER_KINDS = ("fault_handler", "unmap_batch", "dma_map")
 #: how often a schedule gets callers (swarm: the others have none)
 CALLER_RATE = 0.5
 
+#: how often a drawn schedule boots two masters behind each IOMMU (in one
+#: group per IOMMU, as Rockchip's ``device_group``), unless the workload sets
+#: ``masters`` itself
+MASTERS_RATE = 0.2
+
 #: how often a drawn schedule boots with ``iommu.strict=0`` (the DMA API's
 #: flush queue, for drivers with ``flush_iotlb_all``), unless the workload
 #: sets ``dma_strict`` itself
@@ -298,7 +303,10 @@ class DriverWorkload:
         self.config = dict(config)
 
     def for_schedule(self, seed, index):
-        cfg = dict(self.config, programs=draw_programs(self.config, seed, index, self.config.get("kinds")))
+        cfg = dict(self.config)
+        if "masters" not in self.config and make_rng(f"masters:{seed}", index).random() < MASTERS_RATE:
+            cfg.update(masters=2, group="shared")  # two masters behind each IOMMU, one group per IOMMU
+        cfg["programs"] = draw_programs(cfg, seed, index, self.config.get("kinds"))
         if "dma_strict" not in self.config and make_rng(f"lazy:{seed}", index).random() < LAZY_RATE:
             cfg["dma_strict"] = False  # iommu.strict=0: DMA domains get a flush queue
         scenario = _fixed_scenario(self.name, self.driver, cfg)

@@ -81,14 +81,16 @@ class LockdepMap:
 
     ``name`` is the class as lockdep prints it (``(work_completion)(&dev->work)``,
     ``(wq_completion)events``, ``(&dev->timer)``, ``rcu_read_lock``);
-    ``sleeps`` only picks the wait type lockdep shows for it.
+    ``sleeps`` only picks the wait type lockdep shows for it; ``check``
+    False is lockdep's ``check=0`` (held, never validated: ``rcu_read_lock``'s map).
     """
 
-    __slots__ = ("name", "sleeps")
+    __slots__ = ("name", "sleeps", "check")
 
-    def __init__(self, name, sleeps=True):
+    def __init__(self, name, sleeps=True, check=True):
         self.name = name
         self.sleeps = sleeps
+        self.check = check
 
     def __repr__(self):
         return self.name

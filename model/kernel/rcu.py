@@ -89,7 +89,7 @@ __all__ = [
 ]
 
 #: ``rcu_lock_map``: the lockdep class of ``rcu_read_lock()`` (static: no run state)
-RCU_LOCK_MAP = LockdepMap("rcu_read_lock", sleeps=False)
+RCU_LOCK_MAP = LockdepMap("rcu_read_lock", sleeps=False, check=False)  # rcu_lock_acquire(): check=0
 
 
 class _RcuCpu:
