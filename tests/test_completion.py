@@ -4,6 +4,8 @@ correct use is clean under every strategy, each misuse is found."""
 import pytest
 
 import stress
+
+from .verdicts import describe
 from model.kernel import (
     Completion,
     Kernel,
@@ -29,13 +31,6 @@ SCHEDULES = 150
 
 def kinds(result):
     return [v.kind for v in result.violations]
-
-
-def describe(result):
-    if not result.violations:
-        return f"nothing found in {result.schedules} schedules"
-    v = result.violations[0]
-    return f"{v.kind}: {v.message}\n{v.splat}"
 
 
 def assert_clean(scenario, seeds=SEEDS, schedules=SCHEDULES, **kw):

@@ -5,6 +5,8 @@ use-after-free KASAN reports; sleeping in a read-side section is found."""
 import pytest
 
 import stress
+
+from .verdicts import describe, describe_v, verdicts
 from model.kernel import (
     GFP_KERNEL,
     IRQ_HANDLED,
@@ -31,30 +33,7 @@ from model.kernel.core import ModelBug, _current
 
 SCHEDULES = 100
 
-
-def describe(result):
-    if not result.violations:
-        return f"nothing found in {result.schedules} schedules"
-    v = result.violations[0]
-    return f"{v.kind}: {v.message}\n{v.splat}"
-
-
-def search(scenario, strategy="pct", seed=0, schedules=SCHEDULES, **kw):
-    return stress.explore(scenario, strategy=strategy, schedules=schedules, seed=seed, **kw)
-
-
-def assert_clean(scenario, seeds=range(3), schedules=SCHEDULES):
-    for strategy in ("pct", "random"):
-        for seed in seeds:
-            r = search(scenario, strategy, seed, schedules)
-            assert r.violations == [], describe(r)
-            assert r.schedules == schedules
-
-
-def found(scenario, **kw):
-    r = search(scenario, **kw)
-    assert r.violations, describe(r)
-    return r.violations[0]
+search, assert_clean, found = verdicts(SCHEDULES)
 
 
 # -- the update/read pattern ----------------------------------------------------------------
@@ -152,10 +131,6 @@ def test_fields_written_after_synchronize_rcu_do_not_race_with_old_readers():
     assert_clean(scenario(True))
     v = found(scenario(False))
     assert v.kind == "data-race", describe_v(v)
-
-
-def describe_v(v):
-    return f"{v.kind}: {v.message}\n{v.splat}"
 
 
 # -- grace-period semantics -------------------------------------------------------------------

@@ -347,11 +347,12 @@ def test_mainline_flush_leaks_its_reference():
     keeps the reference -EINPROGRESS (the IOMMU resuming on another CPU) left.
     Stock vsi-mainline, every checker, ``--all-kinds`` (KASAN's report of the
     identity domain comes first, once, and the runs go on): measured, PCT
-    seeds 0-9 need 109, 16, 66, 46, 137, 74, 79, 104, 133, 6 schedules;
-    asked: 4 of seeds 0-5 within 300."""
+    seeds 0-9 need 109, -, 113, 509, 137, 307, 79, 137, 112, 27 schedules
+    (seed 1 not within 1000; with the callers, masters and high pages of the
+    default workload since); asked: 4 of seeds 0-5 within 600."""
     hits = []
     for seed in range(6):
-        r = stress.explore(driver_scenario("vsi-mainline", workload_config()), strategy="pct", schedules=300, seed=seed, keep_going=True, shrink=False)
+        r = stress.explore(driver_scenario("vsi-mainline", workload_config()), strategy="pct", schedules=600, seed=seed, keep_going=True, shrink=False)
         leaks = [v for v in r.violations if v.kind == "leak" and "vsi_iommu_flush_tlb" in v.report["signature"]]
         if leaks:
             hits.append(leaks[0])

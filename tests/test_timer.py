@@ -3,6 +3,8 @@ context at points the scheduler picks, timer_delete_sync waits for a running
 callback, lockdep couples the two through the timer's map, and runs end."""
 
 import stress
+
+from .verdicts import describe, describe_v, verdicts
 from model.kernel import (
     IRQ_HANDLED,
     Kernel,
@@ -28,34 +30,7 @@ from model.kernel.timer import MAX_TICK_DEPTH, TICK_IRQ
 
 SCHEDULES = 120
 
-
-def describe(result):
-    if not result.violations:
-        return f"nothing found in {result.schedules} schedules"
-    v = result.violations[0]
-    return f"{v.kind}: {v.message}\n{v.splat}"
-
-
-def describe_v(v):
-    return f"{v.kind}: {v.message}\n{v.splat}"
-
-
-def search(scenario, strategy="pct", seed=0, schedules=SCHEDULES, **kw):
-    return stress.explore(scenario, strategy=strategy, schedules=schedules, seed=seed, **kw)
-
-
-def assert_clean(scenario, seeds=range(3), schedules=SCHEDULES):
-    for strategy in ("pct", "random"):
-        for seed in seeds:
-            r = search(scenario, strategy, seed, schedules)
-            assert r.violations == [], describe(r)
-            assert r.schedules == schedules
-
-
-def found(scenario, **kw):
-    r = search(scenario, **kw)
-    assert r.violations, describe(r)
-    return r.violations[0]
+search, assert_clean, found = verdicts(SCHEDULES)
 
 
 class Dev:

@@ -3,6 +3,8 @@ flush/cancel semantics; lockdep's work and workqueue maps catch a flush or a
 cancel under a lock the work takes, as the kernel's lockdep does."""
 
 import stress
+
+from .verdicts import describe, describe_v, verdicts
 from model.kernel import (
     INIT_WORK,
     IRQ_HANDLED,
@@ -33,30 +35,7 @@ from model.kernel import (
 SEEDS = range(3)
 SCHEDULES = 120
 
-
-def describe(result):
-    if not result.violations:
-        return f"nothing found in {result.schedules} schedules"
-    v = result.violations[0]
-    return f"{v.kind}: {v.message}\n{v.splat}"
-
-
-def search(scenario, strategy="pct", seed=0, schedules=SCHEDULES, **kw):
-    return stress.explore(scenario, strategy=strategy, schedules=schedules, seed=seed, **kw)
-
-
-def assert_clean(scenario, seeds=SEEDS, schedules=SCHEDULES):
-    for strategy in ("pct", "random"):
-        for seed in seeds:
-            r = search(scenario, strategy, seed, schedules)
-            assert r.violations == [], describe(r)
-            assert r.schedules == schedules
-
-
-def found(scenario, **kw):
-    r = search(scenario, **kw)
-    assert r.violations, describe(r)
-    return r.violations[0]
+search, assert_clean, found = verdicts(SCHEDULES, SEEDS)
 
 
 class Dev:
@@ -165,10 +144,6 @@ def test_flush_work_under_a_lock_the_work_takes_is_a_lock_inversion():
         v = found(flush_under_lock, strategy=strategy)
         assert v.kind == "lock-inversion", describe_v(v)
         assert "(work_completion)(&dev->work)" in v.message and "dev->mutex" in v.message, v.message
-
-
-def describe_v(v):
-    return f"{v.kind}: {v.message}\n{v.splat}"
 
 
 def test_flush_and_cancel_outside_the_lock_are_clean():
