@@ -34,7 +34,9 @@ kind lives in ``kernel.locks`` all the same.
 
 from __future__ import annotations
 
+from . import softirq as _softirq
 from .cpu import NULL_SCHED, _current, current
+from .irqflags import _set_irqs, irqs_disabled, local_irq_disable, local_irq_enable, local_irq_restore, local_irq_save  # noqa: F401  (re-exported)
 
 __all__ = [
     "SpinLock",
@@ -296,42 +298,6 @@ def mutex_unlock(lock):
     _release(current(), lock)
 
 
-def _set_irqs(cpu, enabled):
-    if cpu.irqs_enabled != enabled:
-        cpu.irqs_enabled = enabled
-        for fn in cpu.kernel.hooks.irqs:
-            fn(cpu, enabled)
-
-
-def local_irq_disable():
-    _set_irqs(current(), False)
-
-
-async def local_irq_enable():
-    """Enabling interrupts is where a pending one fires: a preemption point."""
-    cpu = current()
-    _set_irqs(cpu, True)
-    await cpu.sched.point(cpu)
-
-
-def local_irq_save():
-    cpu = current()
-    flags = cpu.irqs_enabled
-    _set_irqs(cpu, False)
-    return flags
-
-
-async def local_irq_restore(flags):
-    cpu = current()
-    _set_irqs(cpu, flags)
-    if flags:
-        await cpu.sched.point(cpu)
-
-
-def irqs_disabled():
-    return not current().irqs_enabled
-
-
 def assert_spin_locked(lock):
     cpu = current()
     if lock_owner(lock, cpu.kernel) is None:
@@ -342,7 +308,3 @@ def lockdep_assert_held(lock):
     cpu = current()
     if lock_owner(lock, cpu.kernel) is not cpu:
         cpu.kernel.warn(f"lockdep_assert_held({lock!r}): not held by {cpu!r}")
-
-
-# Last: .softirq imports this module (for _set_irqs) and is imported first.
-from . import softirq as _softirq  # noqa: E402

@@ -34,7 +34,7 @@ the first lock is taken.
 from __future__ import annotations
 
 from .cpu import current
-from .locks import _set_irqs, local_irq_restore, local_irq_save
+from .irqflags import _set_irqs, local_irq_restore, local_irq_save
 
 __all__ = [
     "HI_SOFTIRQ",
