@@ -345,18 +345,20 @@ def leak_rate(name, seeds, budget, checkers=RPM_ONLY):
 def test_mainline_flush_leaks_its_reference():
     """vsi_iommu_flush_tlb as merged: ``if (pm_runtime_get(iommu->dev) < 0) continue;``
     keeps the reference -EINPROGRESS (the IOMMU resuming on another CPU) left.
-    Stock vsi-mainline, every checker, ``--all-kinds`` (KASAN's report of the
-    identity domain comes first, once, and the runs go on): measured, PCT
-    seeds 0-9 need 109, -, 113, 509, 137, 307, 79, 137, 112, 27 schedules
-    (seed 1 not within 1000; with the callers, masters and high pages of the
-    default workload since); asked: 4 of seeds 0-5 within 600."""
+    Stock vsi-mainline, ``--all-kinds`` (KASAN's report of the identity
+    domain comes first, once, and the runs go on), measured with every
+    checker (here only kasan and rpm-usage: the others' reports would end
+    some runs before teardown, never add a leak): PCT seeds 0-9 need 109, -,
+    113, 24, 137, 307, 79, 137, 97, 27 schedules with these two (seed 1 not
+    within 1000; every checker: 109, -, 113, 509, ...); asked: 3 of seeds
+    0-4 within 300."""
     hits = []
-    for seed in range(6):
-        r = stress.explore(driver_scenario("vsi-mainline", workload_config()), strategy="pct", schedules=600, seed=seed, keep_going=True, shrink=False)
+    for seed in range(5):
+        r = stress.explore(driver_scenario("vsi-mainline", workload_config()), strategy="pct", schedules=300, seed=seed, keep_going=True, shrink=False, checkers=["kasan", "rpm-usage"])
         leaks = [v for v in r.violations if v.kind == "leak" and "vsi_iommu_flush_tlb" in v.report["signature"]]
         if leaks:
             hits.append(leaks[0])
-    assert len(hits) >= 4, len(hits)
+    assert len(hits) >= 3, len(hits)
     v = hits[0]
     assert "taken by pm_runtime_get in vsi_iommu_flush_tlb" in v.message
     assert v.message.startswith("iommu")
