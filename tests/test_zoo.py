@@ -72,8 +72,10 @@ PLAN = {
     "B10": (50, None),
     "B11": (50, None),
     "B12": (100, None),
-    # the callers (issue "Reach"), measured seeds 0-9 (worst / median):
-    # B13 13 / 5, B14 25 / 6, B15 13 / 4
+    # the callers and high addresses (issue "Reach"), measured seeds 0-9
+    # (worst / median; benchmarks/zoo_rates.py on the final model): B13
+    # 14 / 4, B14 36 / 8.5, B15 18 / 2, B16 4 / 1.  Re-measured then too:
+    # B4 1363 / 251, B9 3317 / 977.5, B12 102 / 25.5 (9 of 10 within 100)
     "B13": (60, None),
     "B14": (100, None),
     "B15": (60, None),
