@@ -13,6 +13,8 @@ import pytest
 import stress
 from model.drivers.mutants import FaultUnderLock, SleepingMap
 from model.drivers.vsi_fixed import VsiFixed, to_vsi_domain
+
+from .test_oracles import NoFlushOnUnmap
 from model.kernel import spin_lock_irqsave, spin_unlock_irqrestore
 from model.workloads import DMA_CONTEXTS
 from stress.choosers import Replay
@@ -138,23 +140,12 @@ def test_vsi_mainline_reports_its_faults_under_the_lock_too():
 # -- batched unmaps: the window until the sync is legal, not after -----------------------
 
 
-class DeferredFlush(VsiFixed):
+class DeferredFlush(NoFlushOnUnmap):
     """vsi-fixed that leaves the flush of an unmap to ``iotlb_sync`` (as
-    drivers with a gather-based range invalidation do); test double."""
+    drivers with a gather-based range invalidation do): tests/test_oracles.py's
+    double that skips unmap's flush, with a sync that flushes; test double."""
 
     name = "test-deferred-flush"
-    unmapping = False
-
-    async def vsi_iommu_unmap(self, *args):
-        self.unmapping = True
-        try:
-            return await super().vsi_iommu_unmap(*args)
-        finally:
-            self.unmapping = False
-
-    async def vsi_iommu_flush_tlb(self, domain):
-        if not self.unmapping:
-            await super().vsi_iommu_flush_tlb(domain)
 
     async def iotlb_sync(self, domain, gather):
         vsi_domain = to_vsi_domain(domain)

@@ -20,7 +20,6 @@
 """
 
 import pytest
-import trio
 
 import stress
 from model.drivers import DRIVERS
@@ -28,12 +27,13 @@ from model.drivers.mutants import ZOO, HighBitsDropped
 from model.drivers.rk_fixed import RkFixed
 from model.drivers.vsi_fixed import VsiFixed
 from model.iommu import iommu_iova_to_phys
-from model.kernel import Kernel, set_current
-from model.workloads import DATA_BASE, DATA_HIGH_BASE, System, iova_of, op_attach, op_dma, op_iova_to_phys, op_map, op_unmap
+from model.workloads import DATA_BASE, DATA_HIGH_BASE, iova_of, op_attach, op_dma, op_iova_to_phys, op_map, op_unmap
 from stress.checkers import default_checkers
 from stress.oracles.iova_to_phys import IovaToPhysOracle
 from stress.targets import replay_report
 from stress.workload import driver_scenario, workload_config
+
+from .test_model import straight as _straight
 
 X, Y = iova_of(0), iova_of(1)
 B16 = "vsi-b16-high-bits-dropped"
@@ -49,20 +49,9 @@ class Events:
 
 
 def straight(test, driver=VsiFixed, config=None):
-    async def run():
-        k = Kernel()
-        set_current(k.add_cpu())
-        ev = Events()
-        k.attach(ev)
-        sys = System.boot(k, driver, config)
-        for fn in k.setup:
-            await fn()
-        await test(sys, ev)
-        for fn in k.teardown:
-            await fn()
-        return k, sys
-
-    return trio.run(run)
+    """Boot a System, run ``await test(sys, events)`` on one CPU, tear down
+    (tests/test_model.py's, with this module's events and vsi-fixed)."""
+    return _straight(test, driver, config, Events)
 
 
 # -- the windows ---------------------------------------------------------------------------

@@ -25,16 +25,14 @@ device ``k`` of a program is ``vpu{k}``, behind IOMMU ``k // N``.
 from errno import EBUSY, EINVAL, EPERM
 
 import pytest
-import trio
 
 import stress
 from model.drivers.rk_fixed import RkFixed
 from model.drivers.vsi_fixed import VsiFixed
 from model.iommu import iommu_attach_device
-from model.kernel import Kernel, set_current
+from model.kernel import Kernel
 from model.workloads import (
     IOMMU_IRQ_BASE,
-    System,
     SystemConfig,
     build_scenario,
     iova_of,
@@ -49,6 +47,8 @@ from model.workloads import (
 from stress.cli import main
 from stress.workload import driver_scenario, workload_config
 
+from .test_model import straight as _straight
+
 X = iova_of(0)
 
 
@@ -61,22 +61,9 @@ class Events:
 
 
 def straight(test, driver=VsiFixed, config=None):
-    """Boot a System, run ``await test(sys, events)`` on one CPU, tear down."""
-
-    async def run():
-        k = Kernel()
-        set_current(k.add_cpu())
-        ev = Events()
-        k.attach(ev)
-        sys = System.boot(k, driver, config)
-        for fn in k.setup:
-            await fn()
-        await test(sys, ev)
-        for fn in k.teardown:
-            await fn()
-        return k, sys
-
-    return trio.run(run)
+    """Boot a System, run ``await test(sys, events)`` on one CPU, tear down
+    (tests/test_model.py's, with this module's events and vsi-fixed)."""
+    return _straight(test, driver, config, Events)
 
 
 # -- configuration ----------------------------------------------------------------------
