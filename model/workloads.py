@@ -41,7 +41,7 @@ from errno import EBUSY, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EPERM
 from model.hw import ClkBulk, DmaMaster, IommuHw, clk_bulk_prepare
 from model.hw.codec import CodecPmOps
 from model.hw.soc import DEFAULT_SOC, get_soc
-from model.kernel.genpd import pm_genpd_add_device, pm_genpd_init
+from model.kernel.genpd import genpd_sync_power_off, genpd_sync_power_on, pm_genpd_add_device, pm_genpd_init
 from model.hw.tlb import DEFAULT_RETENTION, DEFAULT_WALK_CACHE, RETENTION_EVENTS, WALK_CACHE_LEVELS
 from model.iommu import (
     IOMMU_DOMAIN_DMA,
@@ -857,6 +857,11 @@ async def op_dma_map(sys, dev, ctx="task", write=False):
 # IOMMU); suspend walks it backwards, resume forwards.
 
 
+def _power_domains(sys):
+    """The SoC's power domains (one per IOMMU and its masters), in probe order."""
+    return [hw.power_domain for hw in sys.hws if hw.power_domain is not None]
+
+
 def _dpm_list(sys):
     return list(sys.iommus) + list(sys.devices)
 
@@ -879,6 +884,8 @@ async def dpm_suspend(sys):
         sys.suspended.append(dev)
     for dev in reversed(devs):  # device_suspend_late: no pending-resume check
         await __pm_runtime_disable(dev, False)
+    for pd in _power_domains(sys):  # device_suspend_noirq: genpd_suspend_noirq of its last device
+        genpd_sync_power_off(pd)
     return 0
 
 
@@ -887,6 +894,8 @@ async def dpm_resume(sys, late=True):
     (``device_prepare``'s reference dropped: an idle request, for after the thaw)."""
     devs = _dpm_list(sys)
     if late:
+        for pd in _power_domains(sys):  # device_resume_noirq: genpd_resume_noirq
+            genpd_sync_power_on(pd)
         for dev in devs:  # device_resume_early
             pm_runtime_enable(dev)
     for dev in devs:  # device_resume: only what device_suspend suspended

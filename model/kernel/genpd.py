@@ -20,8 +20,11 @@ their reset values: the driver's resume must program them again.
 
 Model simplifications: no governor (the Rockchip domains have none: power
 off as soon as allowed), no subdomains, no performance states, no IRQ-safe
-domains, no system-sleep handling (``genpd_finish_suspend``); the domain
-starts powered (``genpd_dev_pm_attach`` powers it on for probe; the
+domains; system sleep only as its effect on power (``genpd_suspend_noirq``
+powers the domain off once all its devices are suspended, whatever their
+runtime state, and ``genpd_resume_noirq`` on: the callers are
+model.workloads.dpm_suspend/dpm_resume, the devices' noirq callbacks are
+not modelled); the domain starts powered (``genpd_dev_pm_attach`` powers it on for probe; the
 ``genpd_power_off_unused`` late initcall is not modelled).
 """
 
@@ -92,6 +95,23 @@ def genpd_power_off(genpd, one_dev_on):
     genpd.on = False
     _event(genpd, "power off")
     return 0
+
+
+def genpd_sync_power_off(genpd):
+    """``genpd_sync_power_off`` from ``genpd_suspend_noirq``, once every device
+    of the domain went through the system suspend: off whatever their runtime
+    state (runtime PM is disabled by then), no lock (noirq)."""
+    if not genpd.on:
+        return
+    for hw in genpd.hws:
+        hw.power_off()
+    genpd.on = False
+    _event(genpd, "power off (system sleep)")
+
+
+def genpd_sync_power_on(genpd):
+    """``genpd_sync_power_on`` from ``genpd_resume_noirq``."""
+    genpd_power_on(genpd)
 
 
 def genpd_power_on(genpd):
