@@ -19,6 +19,9 @@ scheduler records the index: that list of decisions is the schedule, and
   priority, so every CPU that can take an interrupt is as likely to get it.
   A bug of depth d is found with probability at least 1/(n·k^(d-1)) per
   run, n counting the CPUs and the (line, CPU) deliveries, k the points.
+* :class:`PlannedPCT` - PCT from a :class:`Plan` given as data (ranks of
+  the threads in order of appearance, change points, the failure to
+  inject): what the guided strategy mutates and Hypothesis draws.
 * :class:`BoundedExhaustive` - every schedule with at most ``bound``
   preemptions (iterative preemption bounding, as CHESS), for small
   scenarios; it says when the space is exhausted.  A switch away from a
@@ -48,8 +51,9 @@ asks ``chooser.fail(sched, cpu, call)`` whether an allocation or a
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
-__all__ = ["Replay", "RandomWalk", "PCT", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE"]
+__all__ = ["Replay", "RandomWalk", "PCT", "Plan", "PlannedPCT", "draw_plan", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE"]
 
 #: a replayed decision ``d`` at a failure point fails the call when ``d % FAIL_EVERY == 1``
 FAIL_EVERY = 64
@@ -157,6 +161,94 @@ class PCT:
     def fail(self, sched, cur, call):
         plan = self.fail_plan
         return plan.fail(sched, cur, call) if plan is not None else 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A PCT schedule as data: what :class:`PlannedPCT` runs.
+
+    ``ranks[i]`` is the priority of the i-th thread to appear among the
+    options (a CPU, an agent, or the delivery of an interrupt line to one
+    CPU); a thread past the end of ``ranks`` has priority 0.  At each point
+    number in ``change`` the running CPU drops below every priority (PCT's
+    change points).  ``fail`` > 0 fails the ``fail``-th failure point
+    (``fail_nth``), 0 none.  All zeros is the schedule without preemption:
+    equal priorities keep the running CPU (ties go to the lowest option,
+    and option 0 is the current CPU), so a plan shrinks toward it.
+    """
+
+    ranks: tuple = ()
+    change: tuple = ()
+    fail: int = 0
+
+    def to_json(self):
+        return {"ranks": list(self.ranks), "change": list(self.change), "fail": self.fail}
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(tuple(d["ranks"]), tuple(d["change"]), d.get("fail", 0))
+
+
+#: threads a drawn plan gives a priority of its own (the rest share the lowest)
+PLAN_THREADS = 32
+
+
+def draw_plan(rng, depth, k, fail_points=None):
+    """A plan with PCT's distribution: distinct random ranks, ``depth - 1``
+    change points in ``1..k``, and (``fail_points``: failure injection on)
+    a ``fail_nth`` as :class:`FailNth` draws it."""
+    ranks = tuple(rng.sample(range(1, 1 << 16), PLAN_THREADS))
+    change = tuple(sorted(rng.sample(range(1, max(k, 1) + 1), min(depth - 1, max(k, 1)))))
+    fail = FailNth(rng, fail_points).nth if fail_points is not None else 0
+    return Plan(ranks, change, fail)
+
+
+class PlannedPCT:
+    """PCT run from a :class:`Plan` (the guided and hypothesis strategies).
+
+    ``keys`` lists the threads in order of first appearance (the index a
+    rank applies to): a CPU or agent id, or ``("irq", line, cpu id)``.
+    """
+
+    name = "pct"
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.index = {}  # thread key -> its index in ``keys``
+        self.keys = []
+        self.prio = {}  # thread key -> priority now
+        self.change = list(plan.change)
+        self.low = 0
+        self.fail_seen = 0
+
+    def _p(self, key):
+        p = self.prio.get(key)
+        if p is None:
+            i = len(self.keys)
+            self.index[key] = i
+            self.keys.append(key)
+            ranks = self.plan.ranks
+            p = self.prio[key] = ranks[i] if i < len(ranks) else 0
+        return p
+
+    def choose(self, sched, cur, opts):
+        change = self.change
+        if change and sched.points >= change[0] and cur is not None:
+            while change and sched.points >= change[0]:
+                change.pop(0)
+            self._p(cur.id)
+            self.low -= 1
+            self.prio[cur.id] = self.low
+        best, best_p = 0, None
+        for i, (cpu, irq) in enumerate(opts):
+            p = self._p(cpu.id if irq is None else ("irq", irq, cpu.id))
+            if best_p is None or p > best_p:
+                best, best_p = i, p
+        return best
+
+    def fail(self, sched, cur, call):
+        self.fail_seen += 1
+        return 1 if self.fail_seen == self.plan.fail else 0
 
 
 class BoundedExhaustive:

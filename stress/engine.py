@@ -179,7 +179,7 @@ def explore(
             if on_find is not None:
                 on_find(v)
     else:
-        search = _Search(scenario, strategy, seed, opts, pct_depth, bound, cross_schedule(names))
+        search = _Search(scenario, strategy, seed, opts, pct_depth, bound, cross_schedule(names), t0)
         report = _Reporter(meta, opts, shrink, on_find)
         result = trio.run(search.run, schedules, deadline, keep_going, progress, report, stop)
     result.elapsed_s = time.monotonic() - t0
@@ -229,7 +229,8 @@ class _Reporter:
 class _Search:
     """The schedules of one random, PCT or exhaustive search, in index order."""
 
-    def __init__(self, scenario, strategy, seed, opts, pct_depth, bound, keep_graph):
+    def __init__(self, scenario, strategy, seed, opts, pct_depth, bound, keep_graph, t0):
+        self.t0 = t0  # the search's start (time to the first find)
         self.scenario = scenario
         self.strategy = strategy
         self.seed = seed
@@ -272,8 +273,12 @@ class _Search:
                 self.fail_points = max(self.fail_points, out.fail_points)
             result.schedules += 1
             result.points += out.points
+            result.coverage |= out.coverage
             if progress is not None:
                 progress(result)
+            if out.violation is not None and result.first_find_schedules is None:
+                result.first_find_schedules = result.schedules
+                result.first_find_s = time.monotonic() - self.t0
             if out.violation is not None and not report.known(out):
                 priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
                 await trio.to_thread.run_sync(report, result, index, out, concrete, concrete_target, priors)
@@ -292,10 +297,10 @@ class _Search:
     async def _one(self, index, concrete, concrete_target, chooser):
         graph = self.graph
         if graph is None:
-            return await run_schedule_async(concrete, chooser, **self.opts)
+            return await run_schedule_async(concrete, chooser, coverage=True, **self.opts)
         graph.origin = index
         before = graph.size()
-        out = await run_schedule_async(concrete, chooser, lock_graph=graph, **self.opts)
+        out = await run_schedule_async(concrete, chooser, lock_graph=graph, coverage=True, **self.opts)
         if graph.size() != before:
             self.teachers[index] = (concrete, target_of(concrete), list(out.decisions))
         return out

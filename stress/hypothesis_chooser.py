@@ -147,6 +147,7 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
     """
 
     pin_local_constants()
+    t0 = time.monotonic()
     family = getattr(scenario, "for_schedule", None)
     result = Result()
     found, kinds = [], set()
@@ -191,6 +192,9 @@ def explore_hypothesis(scenario, *, schedules, seed, deadline, keep_going, opts,
         else:
             result.schedules += 1
         result.points += out.points
+        if out.violation is not None and result.first_find_schedules is None:
+            result.first_find_schedules = result.schedules
+            result.first_find_s = time.monotonic() - t0
         if out.violation is not None and out.kind not in kinds:
             last[out.kind] = (program, out, concrete, target)  # the last failing call is the shrunk one
             if not shrinking:

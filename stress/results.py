@@ -30,6 +30,20 @@ class Result:
     exhausted: bool = False
     stopped: bool = False  # ``stop()`` ended the search early (Ctrl-C)
     elapsed_s: float = 0.0
+    #: the search's schedules up to and including the first violating one, and
+    #: the wall time to it (before shrinking); None while nothing was found
+    first_find_schedules: int | None = None
+    first_find_s: float | None = None
+    #: interleaving coverage: every feature the search's schedules exercised
+    #: (:mod:`stress.search.coverage`)
+    coverage: set = field(default_factory=set)
+
+    @property
+    def coverage_counts(self):
+        """``{kind: features}`` of :attr:`coverage` (lock, alias, overlap, func)."""
+        from .search.coverage import counts
+
+        return counts(self.coverage)
 
     @property
     def found(self):

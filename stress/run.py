@@ -15,6 +15,10 @@ It guarantees:
   something that is not callable, or lets a coroutine go unawaited (a
   forgotten ``await`` on ``cell.store(...)``).
 
+``coverage`` watches the run with a :class:`~stress.search.coverage.Coverage`
+observer: ``Outcome.coverage`` is then the set of interleaving features it
+exercised (searches turn it on; replays and shrinking do not need it).
+
 ``inject_failures`` turns on failure injection for the run
 (``kernel.inject_failures``): allocations and ``dma_map_single`` made by
 the scheduled CPUs are failure points the chooser decides
@@ -35,6 +39,7 @@ from .checkers import attach_checkers, default_checkers
 from .choosers import Replay
 from .errors import ScenarioError
 from .scheduler import Scheduler
+from .search.coverage import Coverage
 from .trace import Tracer
 
 __all__ = [
@@ -58,6 +63,7 @@ class Outcome:
     timeline: list | None = None
     fail_points: int = 0  # failure points passed (failure injection on)
     injected: list = field(default_factory=list)  # the failures injected: {call, result, cpu, op, where, point, ...}
+    coverage: set | None = None  # interleaving coverage features (``coverage=True``), stress.search.coverage
 
     @property
     def kind(self):
@@ -75,6 +81,7 @@ async def run_schedule_async(
     lockdep_base=None,
     inject_failures=False,
     kasan_reported=False,
+    coverage=False,
 ):
     kernel = Kernel()
     kernel.inject_failures = bool(inject_failures)
@@ -85,6 +92,10 @@ async def run_schedule_async(
         kernel.attach(tracer)
     graph = lock_graph if lock_graph is not None else (lockdep_base.copy() if lockdep_base is not None else None)
     attach_checkers(kernel, default_checkers() if checkers is None else checkers, lock_graph=graph)
+    cov = None
+    if coverage:  # watches only: never reports, so the run is the same without it
+        cov = Coverage(kernel)
+        kernel.attach(cov)
     sched = Scheduler(kernel, chooser, max_steps=max_steps, trace=tracer)
     bodies = _build(scenario, kernel)
     with warnings.catch_warnings(record=True) as caught:
@@ -92,7 +103,13 @@ async def run_schedule_async(
         await sched.run(bodies)
     _check_unawaited(scenario, caught)
     return Outcome(
-        sched.violation, sched.decisions, sched.points, tracer.entries if tracer else None, sched.fail_points, sched.injected
+        sched.violation,
+        sched.decisions,
+        sched.points,
+        tracer.entries if tracer else None,
+        sched.fail_points,
+        sched.injected,
+        cov.features if cov is not None else None,
     )
 
 

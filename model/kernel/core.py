@@ -46,6 +46,7 @@ HOOKS = (
     "op_begin",  # (cpu, name)                a workload operation starts on cpu
     "op_end",  # (cpu, name)                  ... and returned
     "mmio",  # (cpu, hw, reg, value, is_write) a register access
+    "table",  # (cpu, page, index, is_write)  a CPU load or store of a table page's word (model.kernel.dma)
     "dma",  # (master, access)                a DMA master issued an access
     "walk",  # (hw, page, rests)              the table walker used a table page (rests: model.hw.walker)
     "event",  # (cpu, what, detail)           anything else worth a timeline line

@@ -146,6 +146,8 @@ async def table_write(page, index, value):
     cpu = current()
     await cpu.sched.point(cpu)
     _check_live(cpu, page, "write")
+    for fn in cpu.kernel.hooks.table:
+        fn(cpu, page, index, True)
     if page.dev is None:
         page.dev = list(page.words)
     page.words[index] = value & 0xFFFFFFFF
@@ -156,6 +158,8 @@ async def table_write64(page, index, value):
     cpu = current()
     await cpu.sched.point(cpu)
     _check_live(cpu, page, "write")
+    for fn in cpu.kernel.hooks.table:
+        fn(cpu, page, 2 * index, True)
     if page.dev is None:
         page.dev = list(page.words)
     page.words[2 * index] = value & 0xFFFFFFFF
@@ -167,6 +171,8 @@ async def table_read(page, index):
     cpu = current()
     await cpu.sched.point(cpu)
     _check_live(cpu, page, "read")
+    for fn in cpu.kernel.hooks.table:
+        fn(cpu, page, index, False)
     return page.words[index]
 
 

@@ -101,7 +101,7 @@ _HOW = {}
 _SCHED_MODULES = frozenset({"stress.scheduler"})
 _STOP_MODULES = frozenset({"stress.engine", "stress.run"})
 _STOP_PREFIXES = ("trio", "outcome", "hypothesis", "_pytest", "pluggy")
-_SKIP_PREFIXES = ("stress.lockdep", "stress.race", "stress.trace", "stress.oracles", "stress.checkers")
+_SKIP_PREFIXES = ("stress.lockdep", "stress.race", "stress.trace", "stress.oracles", "stress.checkers", "stress.search")
 
 #: the directory holding the ``model`` package (the checkout, or site-packages)
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

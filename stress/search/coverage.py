@@ -1,0 +1,153 @@
+"""Interleaving coverage: what a run's interleaving exercised, as a set of features.
+
+A :class:`Coverage` observer watches one run and collects four kinds of
+feature, each a small tuple whose first item names its kind:
+
+* ``("lock", held, taken)`` - a lock-order edge: lock class ``taken`` was
+  acquired while ``held`` was the last lock its CPU held (class names as
+  lockdep names them, ``name/subclass`` for a nested acquisition);
+* ``("alias", what, first, then)`` - two accesses to the same memory from
+  different CPUs, in the order they happened, at least one a write (Krace's
+  alias pairs): ``what`` is ``cell:NAME`` (a ``Shared`` cell), ``table``
+  (a word of a page-table page) or ``reg:OFFSET`` (an IOMMU register), and
+  ``first``/``then`` the two call sites (``function:line`` of the innermost
+  driver frame, else the innermost model frame; ``/w`` marks a write); the IOMMU's table
+  walker reading a table page after a CPU wrote it is ``("alias", "walk",
+  site, "walker")``;
+* ``("overlap", earlier, later)`` - two workload operations (by kind:
+  ``map``, ``attach``, ...) in flight at once on different CPUs, ``earlier``
+  the one that began first;
+* ``("func", name)`` - a driver function that did something observable (took
+  a lock, touched a cell, a table word or a register): the innermost frame of
+  a driver module (``model.drivers.*``, or a plugin's module) at the event.
+
+The features are plain tuples of strings, the same for the same run in any
+process (no object ids, no addresses), so corpora and soaks compare them.
+Boot and teardown run alone (``cpu.id < 0``): they make no alias or overlap
+feature, but their lock edges and driver functions count.
+
+It is cheap enough to watch every schedule of a search: a few dictionary
+operations per event and one short frame walk (cached per code object) per
+lock, cell, table word or register access.  It never reports.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from model.kernel.stacks import model_stack
+
+__all__ = ["Coverage", "KINDS", "counts", "feature_kind"]
+
+#: the kinds of feature, in the order summaries list them
+KINDS = ("lock", "alias", "overlap", "func")
+
+_SCHED_OR_STOP = ("stress.", "trio", "outcome", "hypothesis", "_pytest", "pluggy")
+_NOT_DRIVER = ("model.kernel", "model.hw", "model.iommu", "model.workloads", "model.soc")
+_DRIVER_OF = {}  # code -> function name if a driver's, False if not, None to stop the walk
+
+
+def _driver_of(frame):
+    code = frame.f_code
+    how = _DRIVER_OF.get(code, 0)
+    if how == 0:
+        mod = frame.f_globals.get("__name__") or ""
+        if mod.startswith(_SCHED_OR_STOP):
+            how = None
+        elif mod.startswith(_NOT_DRIVER) or mod == "model" or not mod:
+            how = False
+        else:
+            how = code.co_name
+        _DRIVER_OF[code] = how
+    return how
+
+
+def feature_kind(feature):
+    return feature[0]
+
+
+def counts(features):
+    """``{kind: how many}`` of a set of features, every kind listed."""
+    out = dict.fromkeys(KINDS, 0)
+    for f in features:
+        out[f[0]] += 1
+    return out
+
+
+class Coverage:
+    """One run's features (``features``: a set); attach with ``kernel.attach``."""
+
+    def __init__(self, kernel):
+        self.features = set()
+        self.last = {}  # memory key -> (cpu id, site, is_write) of its last access by a CPU
+        self.writer = {}  # table page -> site of the last CPU write to it
+        self.running = {}  # cpu id -> kind of the operation in flight
+
+    # -- the innermost driver frame at an event ---------------------------------------
+
+    def _driver_site(self):
+        """``function:line`` of the innermost driver frame of the event's caller
+        (its function counted as reached), or the innermost model frame's
+        place when no driver frame is on the stack (the IOMMU core's own)."""
+        f = sys._getframe(2)
+        depth = 0
+        while f is not None and depth < 24:
+            how = _driver_of(f)
+            if how is None:
+                break
+            if how:
+                self.features.add(("func", how))
+                return f"{how}:{f.f_lineno}"
+            f = f.f_back
+            depth += 1
+        stack = model_stack(2, limit=1)  # our frames and plumbing are skipped
+        return stack[0] if stack else "?"
+
+    def _alias(self, cpu, key, what, site, is_write):
+        if is_write:
+            site += "/w"
+        prev = self.last.get(key)
+        if prev is not None and prev[0] != cpu.id and (is_write or prev[2]):
+            self.features.add(("alias", what, prev[1], site))
+        self.last[key] = (cpu.id, site, is_write)
+        return site
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def lock_acquire(self, cpu, lock, trylock, subclass, read=0):
+        cls = lock.name if not subclass else f"{lock.name}/{subclass}"
+        held = cpu.held
+        self.features.add(("lock", held[-1].name if held else "", cls))
+        self._driver_site()
+
+    def access(self, cpu, cell, is_write, marked=False):
+        site = self._driver_site()
+        if cpu.id >= 0:
+            self._alias(cpu, cell, f"cell:{cell.name}", site, is_write)
+
+    def table(self, cpu, page, index, is_write):
+        site = self._driver_site()
+        if cpu.id >= 0:
+            site = self._alias(cpu, (page, index), "table", site, is_write)
+            if is_write:
+                self.writer[page] = site
+
+    def walk(self, hw, page, rests):
+        site = self.writer.get(page)
+        if site is not None:
+            self.features.add(("alias", "walk", site, "walker"))
+
+    def mmio(self, cpu, hw, reg, value, is_write):
+        site = self._driver_site()
+        if cpu.id >= 0:
+            self._alias(cpu, (hw, reg), f"reg:{reg:#x}", site, is_write)
+
+    def op_begin(self, cpu, name):
+        kind = name.split("(", 1)[0]
+        for cid, other in self.running.items():
+            if cid != cpu.id:
+                self.features.add(("overlap", other, kind))
+        self.running[cpu.id] = kind
+
+    def op_end(self, cpu, name):
+        self.running.pop(cpu.id, None)
