@@ -53,6 +53,7 @@ from .report import build_report
 from .results import Result, Violation
 from .run import DEFAULT_MAX_STEPS, Outcome, replay_decisions, run_schedule, run_schedule_async
 from .scenarios import concretize, shrinker_of, target_of
+from .search.guided import Guided
 from .shrink import shrink_decisions
 from .soak.signature import signature
 
@@ -74,7 +75,7 @@ __all__ = [
     "plain_message",
 ]
 
-STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "replay")
+STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "guided", "replay")
 
 
 #: the first estimate of the failure points of a schedule (then the most seen so far)
@@ -125,7 +126,9 @@ def explore(
     ``scenario(kernel)`` is called afresh for every schedule and returns one
     async callable per CPU.  ``strategy`` is ``"pct"``, ``"random"``,
     ``"exhaustive"`` (bounded preemptions, ``bound`` at most; of a family,
-    the schedules of its first program) or ``"hypothesis"``.  The search stops at the first violation unless
+    the schedules of its first program), ``"hypothesis"`` or ``"guided"``
+    (PCT with a corpus of the schedules that reached new interleaving
+    coverage, :mod:`stress.search.guided`).  The search stops at the first violation unless
     ``keep_going``, in which case each distinct signature is reported once
     (each distinct kind, for the hypothesis strategy).  ``on_find`` is
     called with each :class:`Violation` as soon as it is shrunk and
@@ -142,7 +145,7 @@ def explore(
     docstring).
     """
     if strategy not in STRATEGIES or strategy == "replay":
-        raise ValueError(f"unknown strategy {strategy!r} (choose from pct, random, exhaustive, hypothesis)")
+        raise ValueError(f"unknown strategy {strategy!r} (choose from pct, random, exhaustive, hypothesis, guided)")
     if schedules is not None and schedules < 1:
         raise ValueError("schedules must be at least 1")
     names = list(default_checkers() if checkers is None else checkers)
@@ -237,6 +240,7 @@ class _Search:
         self.opts = opts
         self.pct_depth = pct_depth
         self.exhaustive = BoundedExhaustive(bound) if strategy == "exhaustive" else None
+        self.guided = Guided(scenario, seed, pct_depth) if strategy == "guided" else None
         self.graph = LockGraph() if keep_graph else None
         # schedule index -> (scenario, decisions) of each run that taught lockdep something
         self.teachers = {}
@@ -246,6 +250,7 @@ class _Search:
     async def run(self, schedules, deadline, keep_going, progress, report, stop):
         result = Result()
         exhaustive = self.exhaustive
+        guided = self.guided
         k = 64
         index = 0
         while schedules is None or index < schedules:
@@ -259,15 +264,19 @@ class _Search:
                     result.exhausted = True
                     break
                 chooser = exhaustive
+            elif guided is not None:
+                concrete, concrete_target, chooser = guided.next(index, k, self.fail_points)
             else:
                 chooser = make_chooser(self.strategy, self.seed, index, pct_depth=self.pct_depth, k=k, fail_points=self.fail_points)
-            if exhaustive is None or index == 0:
+            if guided is None and (exhaustive is None or index == 0):
                 # A family draws a program per schedule; the exhaustive search
                 # walks the schedules of one program: the seed's first.
                 concrete, concrete_target = concretize(self.scenario, self.seed, index)
             out = await self._one(index, concrete, concrete_target, chooser)
             if exhaustive is not None:
                 exhaustive.finish_run()
+            if guided is not None:
+                guided.learn(index, concrete_target, chooser, out)
             k = max(k, out.points)
             if self.fail_points is not None:
                 self.fail_points = max(self.fail_points, out.fail_points)

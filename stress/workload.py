@@ -29,6 +29,7 @@ __all__ = [
     "draw_programs",
     "driver_scenario",
     "DriverWorkload",
+    "mutate_programs",
 ]
 
 #: operation kinds, with the argument names each takes
@@ -312,6 +313,50 @@ class DriverWorkload:
         scenario = _fixed_scenario(self.name, self.driver, cfg)
         return scenario, scenario.target
 
+    def concrete(self, target):
+        """The scenario of a concrete ``target`` this family made (or a mutation of one)."""
+        return _fixed_scenario(self.name, self.driver, target["workload"])
+
+    def mutate(self, target, rng, donor=None):
+        """A target whose programs differ from ``target``'s by one step (the
+        guided strategy, :mod:`stress.search.guided`); boot options unchanged."""
+        cfg = dict(target["workload"])
+        cfg["programs"] = mutate_programs(cfg, cfg["programs"], rng, donor["workload"]["programs"] if donor else None)
+        return {"driver": target["driver"], "workload": cfg}
+
     def __call__(self, kernel):
         scenario, _ = self.for_schedule(0, 0)
         return scenario(kernel)
+
+
+#: the longest program a mutation makes
+MAX_PROGRAM = 10
+
+
+def mutate_programs(cfg, programs, rng, donor=None):
+    """One step away from ``programs``: an operation dropped, one added (drawn
+    as :func:`draw_programs` draws it, on the workload's whole arena), or
+    one CPU's program spliced with a ``donor`` program (its head, the
+    donor's tail).  Device numbers the donor has beyond this machine's wrap."""
+    programs = [[list(op) for op in prog] for prog in programs]
+    i = rng.randrange(len(programs))
+    prog = programs[i]
+    how = rng.choice(("drop", "add", "splice") if donor else ("drop", "add"))
+    if how == "drop" and len(prog) > 1:
+        prog.pop(rng.randrange(len(prog)))
+    elif how == "splice":
+        other = donor[rng.randrange(len(donor))]
+        cut = rng.randrange(len(prog) + 1)
+        tail = [[kind, _wrap(cfg, dict(args))] for kind, args in other[rng.randrange(len(other) + 1):]]
+        programs[i] = (prog[:cut] + tail)[:MAX_PROGRAM] or prog
+    elif len(prog) < MAX_PROGRAM:
+        whole = {"dev": _devices(cfg), "dom": cfg["domains"], "iova": cfg["iovas"]}
+        kinds = [k for k in (cfg.get("kinds") or OP_KINDS) if k not in SYSTEM_KINDS]
+        prog.insert(rng.randrange(len(prog) + 1), _draw_op(rng, rng.choice(kinds), whole))
+    return programs
+
+
+def _wrap(cfg, args):
+    if "dev" in args:
+        args["dev"] %= _devices(cfg)
+    return args

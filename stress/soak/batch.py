@@ -30,7 +30,15 @@ With ``start`` (a resumed soak whose schedule limit grew past a batch it had
 clipped) the schedules of the batch below ``start`` run again - lockdep's
 graph must see them - but are not counted and report nothing.
 
-Coverage comes with every result (of a ``pct`` or ``random`` batch; a
+Under ``guided`` (:mod:`stress.search.guided`) the batch's search starts
+from the corpus the soak hands it and sends back the entries it added; the
+batch is then a function of ``(spec, k, start)`` and that corpus (the soak
+logs its size with the batch).
+
+Interleaving coverage (:mod:`stress.search.coverage`: lock-order edges,
+alias pairs, overlapping operations, driver functions) comes with every
+result of a ``pct``, ``random`` or ``guided`` batch as ``features``, the
+set of its counted schedules.  The older per-kind counters too (a
 ``hypothesis`` batch leaves ``ops``, ``overlaps`` and ``functions`` empty),
 counted over the batch's counted schedules only, at the cost of a counter
 per workload operation and per driver method call:
@@ -77,7 +85,7 @@ from typing import Any, Callable
 __all__ = ["BatchSpec", "BatchResult", "Find", "run_batch", "batch_range", "driver_functions", "STRATEGIES"]
 
 #: the strategies a soak runs
-STRATEGIES = ("pct", "random", "hypothesis")
+STRATEGIES = ("pct", "random", "hypothesis", "guided")
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,8 @@ class BatchResult:
     host: str = ""
     overlaps: dict = field(default_factory=dict)  # {"kindA|kindB": schedules}, sorted keys
     functions: dict = field(default_factory=dict)  # {"method": calls}, sorted keys
+    features: list = field(default_factory=list)  # interleaving coverage of the batch (stress.search.coverage), sorted
+    corpus: list = field(default_factory=list)  # guided: the corpus entries the batch added (Entry.to_json)
 
 
 def batch_range(spec, k):
@@ -359,8 +369,13 @@ class _Functions:
         return {name: n for name, n in sorted(self.counts.items()) if n}
 
 
-def run_batch(spec, k, known=frozenset(), start=None):
+def run_batch(spec, k, known=frozenset(), start=None, corpus=None):
     """Run batch ``k`` of ``spec``; ``known`` signatures are counted, never shrunk.
+
+    ``corpus`` (guided): ``(entries, features)``, the soak's corpus so far
+    (:meth:`stress.search.corpus.Entry.to_json` dicts) and every feature its
+    batches reached; the batch starts its search from it and returns the
+    entries it added in ``corpus`` of its result.
 
     Returns a :class:`BatchResult`.  A broken scenario raises its
     :class:`~stress.errors.ScenarioError` (a find that does not replay:
@@ -386,11 +401,11 @@ def run_batch(spec, k, known=frozenset(), start=None):
     coverage = _Coverage()
     if spec.strategy == "hypothesis":
         res = _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known)
-    elif spec.strategy in ("pct", "random"):
+    elif spec.strategy in ("pct", "random", "guided"):
         import trio
 
         functions = _Functions(_driver_class(spec.target, scenario))
-        run = _Range(scenario, spec, opts, cross_schedule(names), coverage, functions)
+        run = _Range(scenario, spec, opts, cross_schedule(names), coverage, functions, corpus)
         with functions:  # removed before the finds are replayed and reported
             trio.run(run.run, lo, stop, count_from)
         res = run.result(k, lo, stop, count_from, meta, known)
@@ -407,8 +422,17 @@ def run_batch(spec, k, known=frozenset(), start=None):
 class _Range:
     """The schedules ``[lo, stop)`` of a PCT or random search, in index order (as ``explore``)."""
 
-    def __init__(self, scenario, spec, opts, keep_graph, coverage, functions=None):
+    def __init__(self, scenario, spec, opts, keep_graph, coverage, functions=None, corpus=None):
         from stress.lockdep import LockGraph
+        from stress.search.corpus import Corpus, Entry
+        from stress.search.guided import Guided
+
+        self.guided = None
+        if spec.strategy == "guided":
+            entries, features = corpus or ((), ())
+            start = Corpus([Entry.from_json(e) for e in entries], features)
+            self.guided = Guided(scenario, spec.seed, spec.pct_depth, start)
+        self.features = set()  # interleaving coverage of the counted schedules
 
         self.scenario = scenario
         self.spec = spec
@@ -437,8 +461,12 @@ class _Range:
         lockdep = "lockdep" in self.opts["checkers"]
         for index in range(lo, stop):
             counted = index >= count_from
-            chooser = make_chooser(self.spec.strategy, self.spec.seed, index, pct_depth=self.spec.pct_depth, k=k, fail_points=fails)
-            concrete, _ = concretize(self.scenario, self.spec.seed, index)
+            guided = self.guided
+            if guided is not None:
+                concrete, target, chooser = guided.next(index, k, fails)
+            else:
+                chooser = make_chooser(self.spec.strategy, self.spec.seed, index, pct_depth=self.spec.pct_depth, k=k, fail_points=fails)
+                concrete, _ = concretize(self.scenario, self.spec.seed, index)
             graph = self.graph if self.keep_graph else (LockGraph() if lockdep else None)
             before = 0
             if graph is not None:
@@ -448,7 +476,9 @@ class _Range:
             if self.functions is not None:
                 self.functions.active = counted
             opts = self.opts
-            out = await run_schedule_async(run_on, chooser, lock_graph=graph, **opts)
+            out = await run_schedule_async(run_on, chooser, lock_graph=graph, coverage=True, **opts)
+            if guided is not None:
+                guided.learn(index, target, chooser, out)
             if out.violation is not None and out.violation.get("kasan"):
                 self.opts = dict(opts, kasan_reported=True)  # the batch is one boot (stress.oracles.kasan)
             if self.keep_graph and graph.size() != before:
@@ -462,6 +492,7 @@ class _Range:
                 continue
             self.schedules += 1
             self.points += out.points
+            self.features |= out.coverage
             if out.violation is None:
                 continue
             sig = signature(out.violation)
@@ -486,7 +517,11 @@ class _Range:
             finds.append(Find(sig, kind, plain_message(message), index, count, report))
         finds.sort(key=lambda f: f.schedule)
         edges = sorted([str(a), str(b)] for a, b in self.edges)
-        return BatchResult(k, count_from, stop, self.schedules, self.points, 0.0, finds, {}, edges)
+        res = BatchResult(k, count_from, stop, self.schedules, self.points, 0.0, finds, {}, edges)
+        res.features = sorted(list(f) for f in self.features)
+        if self.guided is not None:
+            res.corpus = [e.to_json() for e in self.guided.added]
+        return res
 
 
 def _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known):

@@ -67,10 +67,11 @@ def add_parser(sub):
     what.add_argument("--scenario", help="a scenario function: pkg.module:function or path/to/file.py:function")
     s.add_argument(
         "--strategy",
-        choices=["pct", "random", "hypothesis"],
+        choices=["pct", "random", "hypothesis", "guided"],
         default=None,
         help="how schedules are chosen: pct (default: random priorities, --pct-depth change points), "
-        "random (a uniform walk), hypothesis (Hypothesis draws the decisions and shrinks them)",
+        "random (a uniform walk), hypothesis (Hypothesis draws the decisions and shrinks them), "
+        "guided (PCT plus a corpus of the schedules that reached new interleaving coverage, shared by the workers)",
     )
     s.add_argument("--seed", type=_seed, default=None, help="seed of the soak: the same seed and options give the same batches (default 0)")
     s.add_argument("--checkers", default=None, help="comma-separated checkers/oracles (default: all)")

@@ -38,7 +38,9 @@ from datetime import datetime, timezone
 
 from ..errors import UsageError
 from ..signals import StopSignals, check_writable
+from ..search.coverage import counts
 from .batch import BatchSpec, batch_range, driver_functions, run_batch
+from .corpusfiles import CORPUS_SHARED, append_corpus, load_corpus, load_features, save_features
 from .events import open_events, read_events, versions
 from .executor import WorkerLost
 from .findings import STATE, SoakState, StateError, load_state, save_state, write_report
@@ -192,6 +194,8 @@ class _Soak:
         self.new = []
         self.last_find = None
         self.session_schedules = 0
+        self.features = load_features(soakdir)  # interleaving coverage of every batch so far
+        self.corpus = load_corpus(soakdir)  # guided: the corpus entries of every batch so far
 
     # -- the loop ---------------------------------------------------------------
 
@@ -262,9 +266,16 @@ class _Soak:
     def _known(self):
         return frozenset(s for s, f in self.state.findings.items() if f.get("report"))
 
+    def _corpus(self):
+        """What a guided batch starts from: the soak's corpus (its last
+        :data:`CORPUS_SHARED` entries) and every feature reached so far."""
+        if self.spec.strategy != "guided":
+            return None
+        return tuple(self.corpus[-CORPUS_SHARED:]), frozenset(self.features)
+
     def _submit(self, k, start):
         self.inflight[k] = start
-        self.executor.submit(k, run_batch, self.spec, k, self._known(), start)
+        self.executor.submit(k, run_batch, self.spec, k, self._known(), start, self._corpus())
 
     def _outcome(self, k, result, err):
         start = self.inflight.pop(k, None)
@@ -321,6 +332,15 @@ class _Soak:
         edges = {tuple(e) for e in state.coverage.get("lock_edges", [])}
         edges.update(tuple(e) for e in res.lock_edges)
         state.coverage["lock_edges"] = sorted(list(e) for e in edges)
+        batch_features = {tuple(f) for f in res.features}
+        new_features = batch_features - self.features
+        self.features |= new_features
+        state.coverage["interleavings"] = counts(self.features)
+        if new_features:
+            save_features(self.dir, self.features)
+        if res.corpus:
+            self.corpus.extend(res.corpus)
+            append_corpus(self.dir, res.corpus)
         save_state(self.dir, self._stamp())
         self.session_schedules += res.schedules
         ev = self.events.event
@@ -337,6 +357,9 @@ class _Soak:
             overlaps=res.overlaps,
             functions=res.functions,
             lock_edges=res.lock_edges,
+            interleavings=counts(batch_features),
+            interleavings_new=counts(new_features),
+            **({"corpus_added": len(res.corpus), "corpus": len(self.corpus)} if self.spec.strategy == "guided" else {}),
             finds=sum(f.count for f in res.finds),
         )
         for f, path in new:
