@@ -121,6 +121,18 @@ class RandomWalk:
         return plan.fail(sched, cur, call) if plan is not None else 0
 
 
+def highest(opts, priority):
+    """The index of the option whose thread has the highest ``priority(key)``
+    (the first on a tie: option 0 keeps the running CPU); a thread's key is
+    its CPU id, or ``("irq", line, cpu id)`` for an interrupt delivery."""
+    best, best_p = 0, None
+    for i, (cpu, irq) in enumerate(opts):
+        p = priority(cpu.id if irq is None else ("irq", irq, cpu.id))
+        if best_p is None or p > best_p:
+            best, best_p = i, p
+    return best
+
+
 class PCT:
     """PCT over CPUs and interrupt deliveries (each (line, CPU) is one more "thread").
 
@@ -151,12 +163,7 @@ class PCT:
             self.change.pop(0)
             self.low -= 1
             self.prio[cur.id] = self.low
-        best, best_p = 0, None
-        for i, (cpu, irq) in enumerate(opts):
-            p = self._p(cpu.id if irq is None else ("irq", irq, cpu.id))
-            if best_p is None or p > best_p:
-                best, best_p = i, p
-        return best
+        return highest(opts, self._p)
 
     def fail(self, sched, cur, call):
         plan = self.fail_plan
@@ -239,12 +246,7 @@ class PlannedPCT:
             self._p(cur.id)
             self.low -= 1
             self.prio[cur.id] = self.low
-        best, best_p = 0, None
-        for i, (cpu, irq) in enumerate(opts):
-            p = self._p(cpu.id if irq is None else ("irq", irq, cpu.id))
-            if best_p is None or p > best_p:
-                best, best_p = i, p
-        return best
+        return highest(opts, self._p)
 
     def fail(self, sched, cur, call):
         self.fail_seen += 1

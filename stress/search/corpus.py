@@ -6,7 +6,7 @@ driver workload's programs; None for a plain scenario) and the schedule
 index whose program that is (or was mutated from), the :class:`Plan` its
 PCT chooser followed, the threads that plan ranked (in order of
 appearance, so a mutation can tell an interrupt delivery from a CPU) and
-how many features it was first to reach.
+the features it was first to reach.
 
 A :class:`Corpus` keeps the entries in the order they were added and the
 union of their features.  It is plain data: ``to_json``/``from_json``
@@ -23,10 +23,14 @@ from dataclasses import dataclass
 
 from ..choosers import Plan
 
-__all__ = ["Entry", "Corpus", "RECENT"]
+__all__ = ["Entry", "Corpus", "RECENT", "RARE_SAMPLE"]
 
 #: picks favour the entries added last (AFL's "favoured recent finds")
 RECENT = 32
+#: the share of picks among the recent entries (the rest: rare features)
+RECENT_RATE = 0.5
+#: features sampled per rare pick (the rarest of them chooses the parent)
+RARE_SAMPLE = 8
 
 
 def _key_json(key):
@@ -43,44 +47,71 @@ class Entry:
     program: int  # the schedule whose program it runs (concretize), or whose program it mutates
     plan: Plan
     keys: tuple  # the threads the plan ranked, in order of appearance
-    new: int  # features this entry was the first to reach
+    features: tuple  # the features this entry was the first to reach
+
+    @property
+    def new(self):
+        return len(self.features)
 
     def to_json(self):
-        return {"target": self.target, "program": self.program, "plan": self.plan.to_json(), "keys": [_key_json(k) for k in self.keys], "new": self.new}
+        return {
+            "target": self.target,
+            "program": self.program,
+            "plan": self.plan.to_json(),
+            "keys": [_key_json(k) for k in self.keys],
+            "features": [list(f) for f in self.features],
+        }
 
     @classmethod
     def from_json(cls, d):
-        return cls(d["target"], d["program"], Plan.from_json(d["plan"]), tuple(_key(k) for k in d["keys"]), d["new"])
+        return cls(d["target"], d["program"], Plan.from_json(d["plan"]), tuple(_key(k) for k in d["keys"]), tuple(tuple(f) for f in d["features"]))
 
 
 class Corpus:
+    """The entries, every feature reached, and how often each was (``hits``)."""
+
     def __init__(self, entries=(), features=()):
-        self.entries = list(entries)
+        self.entries = []
         self.features = set(features)
+        self.hits = dict.fromkeys(self.features, 1)
+        self.first = {}  # feature -> the entry that first reached it
+        self.order = []  # the features entries reached first, in that order (for picks)
+        for e in entries:
+            self._add(e)
 
     def __len__(self):
         return len(self.entries)
 
+    def _add(self, entry):
+        self.entries.append(entry)
+        for f in entry.features:
+            if f not in self.first:
+                self.first[f] = entry
+                self.order.append(f)
+                self.features.add(f)
+                self.hits.setdefault(f, 1)
+
     def learn(self, features, make_entry):
-        """Add ``make_entry(new)`` if ``features`` has any not seen yet; the entry or None."""
-        new = len(features - self.features)
+        """Count ``features``' hits; add ``make_entry(new features)`` if any is
+        new; the entry or None."""
+        hits = self.hits
+        for f in features:
+            hits[f] = hits.get(f, 0) + 1
+        new = features - self.features
         if not new:
             return None
-        self.features |= features
-        entry = make_entry(new)
-        self.entries.append(entry)
+        self.features |= new
+        entry = make_entry(tuple(sorted(new)))
+        self._add(entry)
         return entry
 
     def pick(self, rng):
-        """A parent: half the time one of the :data:`RECENT` last entries,
-        else one weighted by the features it was first to reach."""
+        """A parent: half the time one of the :data:`RECENT` last entries, else
+        the entry that first reached the rarest of :data:`RARE_SAMPLE` features
+        drawn at random (FairFuzz's rare branches: dig where few runs went)."""
         entries = self.entries
-        if rng.random() < 0.5:
+        if rng.random() < RECENT_RATE or not self.order:
             return entries[-1 - rng.randrange(min(RECENT, len(entries)))]
-        total = sum(e.new for e in entries)
-        x = rng.randrange(total)
-        for e in entries:
-            x -= e.new
-            if x < 0:
-                return e
-        return entries[-1]  # pragma: no cover - the weights add up to total
+        order, hits = self.order, self.hits
+        rare = min((order[rng.randrange(len(order))] for _ in range(RARE_SAMPLE)), key=lambda f: hits[f])
+        return self.first[rare]

@@ -35,6 +35,9 @@ __all__ = ["Guided", "FRESH_RATE", "PROGRAM_RATE"]
 FRESH_RATE = 0.25
 #: the share of children whose programs mutate too (scenario families that can)
 PROGRAM_RATE = 0.3
+#: the share of children that run their parent's program under a new plan
+#: (independent PCT trials of a program that reached new coverage)
+REDRAW_RATE = 0.0
 
 
 class Guided:
@@ -66,7 +69,10 @@ class Guided:
             self.origin[index] = index
             return concrete, target, PlannedPCT(draw_plan(rng, self.depth, k, fail_points))
         parent = corpus.pick(rng)
-        plan = mutate_plan(parent.plan, parent.keys, rng, k, fail_points)
+        if rng.random() < REDRAW_RATE:  # the parent's program under a new PCT plan
+            plan = draw_plan(rng, self.depth, k, fail_points)
+        else:
+            plan = mutate_plan(parent.plan, parent.keys, rng, k, fail_points)
         self.origin[index] = parent.program
         if self.programs is not None and parent.target is not None:
             target = parent.target

@@ -1,0 +1,168 @@
+"""The guided strategy (stress.search): plans, mutations, corpus, hunt and soak."""
+
+import json
+import os
+import random
+
+import pytest
+
+from model.drivers.mutants import ZOO
+from stress import explore
+from stress.choosers import PLAN_THREADS, Plan, PlannedPCT, draw_plan
+from stress.run import run_schedule
+from stress.search.corpus import Corpus, Entry
+from stress.search.mutate import mutate_plan
+from stress.soak.events import read_events
+from stress.soak.runner import run_soak
+from stress.targets import replay_report
+from stress.workload import MAX_PROGRAM, driver_scenario, mutate_programs, workload_config
+
+ZOO_KINDS = {bid: (name, kind if isinstance(kind, tuple) else (kind,)) for bid, name, _cls, kind in ZOO}
+
+
+def test_a_plan_of_zeros_never_preempts():
+    """Equal priorities keep the running CPU: the plan all shrinking heads for."""
+    scen, _ = driver_scenario("vsi-fixed", workload_config()).for_schedule(0, 1)
+    out = run_schedule(scen, PlannedPCT(Plan()))
+    assert out.violation is None
+    assert set(out.decisions) <= {0}
+
+
+def test_a_drawn_plan_is_pct_shaped_and_round_trips():
+    plan = draw_plan(random.Random(1), depth=3, k=100, fail_points=8)
+    assert len(plan.ranks) == PLAN_THREADS and len(set(plan.ranks)) == PLAN_THREADS
+    assert len(plan.change) == 2 and all(1 <= c <= 100 for c in plan.change)
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_mutations_stay_valid_and_deterministic():
+    plan = draw_plan(random.Random(2), depth=3, k=80)
+    keys = (0, 1, 2, ("irq", 40, 0), ("irq", 40, 1), ("irq", 41, 2))
+    kids = [mutate_plan(plan, keys, random.Random(i), 80) for i in range(200)]
+    assert kids == [mutate_plan(plan, keys, random.Random(i), 80) for i in range(200)]
+    assert len(set(kids)) > 100  # they really move
+    for kid in kids:
+        assert list(kid.change) == sorted(kid.change) and all(c >= 1 for c in kid.change)
+        assert kid.fail == 0  # no failure injection, no failure
+    with_fail = {mutate_plan(plan, keys, random.Random(i), 80, fail_points=5).fail for i in range(200)}
+    assert with_fail - {0} and with_fail <= set(range(6))
+
+
+def test_program_mutations_keep_programs_runnable():
+    scen = driver_scenario("vsi-fixed", workload_config())
+    _, target = scen.for_schedule(0, 3)
+    _, donor = scen.for_schedule(0, 4)
+    rng = random.Random(0)
+    for _ in range(60):
+        target = scen.mutate(target, rng, donor)
+        programs = target["workload"]["programs"]
+        assert all(1 <= len(p) <= MAX_PROGRAM for p in programs)
+    out = run_schedule(scen.concrete(target), PlannedPCT(draw_plan(rng, 3, 100)))
+    assert out.violation is None
+
+
+def test_splice_wraps_devices_the_machine_lacks():
+    cfg = dict(workload_config(), iommus=1)
+    donor = [[["dma", {"dev": 3, "iova": 0, "write": True}]]]
+    out = mutate_programs(cfg, [[["suspend", {"dev": 0}]]], random.Random(5), donor)
+    assert all(op[1].get("dev", 0) < 1 for p in out for op in p)
+
+
+def test_corpus_learns_only_new_features_and_round_trips():
+    c = Corpus()
+    plan = Plan((3, 1), (5,), 0)
+    made = c.learn({("lock", "", "a")}, lambda new: Entry(None, 0, plan, (0, 1), new))
+    assert made is not None and made.new == 1
+    assert c.learn({("lock", "", "a")}, lambda new: Entry(None, 1, plan, (0,), new)) is None
+    e = Entry({"driver": "x", "workload": {}}, 7, plan, (0, ("irq", 40, 1)), (("lock", "", "a"), ("func", "f")))
+    assert Entry.from_json(json.loads(json.dumps(e.to_json()))) == e
+    # a rare feature's first entry is picked over the common ones'
+    c.learn({("func", "f")}, lambda new: Entry(None, 2, plan, (0,), new))
+    for _ in range(50):
+        c.learn({("lock", "", "a")}, lambda new: None)
+    picks = [c.pick(random.Random(i)).program for i in range(200)]
+    assert picks.count(2) > picks.count(0)
+
+
+def test_guided_is_deterministic_and_its_reports_replay():
+    name, kinds = ZOO_KINDS["B8"]
+    scen = driver_scenario(name, workload_config())
+    a = explore(scen, strategy="guided", schedules=200, seed=1)
+    b = explore(scen, strategy="guided", schedules=200, seed=1)
+    assert a.found and a.violations[0].kind in kinds
+    assert json.dumps(a.violations[0].report, sort_keys=True) == json.dumps(b.violations[0].report, sort_keys=True)
+    assert a.first_find_schedules == b.first_find_schedules
+    again = replay_report(a.violations[0].report)
+    assert again.kind == a.violations[0].kind
+
+
+@pytest.mark.parametrize("bug", ["B1", "B8", "B16"])
+def test_guided_finds_shallow_zoo_bugs(bug):
+    """Found in at least 4 of 5 seeds within 60 schedules (PCT needs a handful)."""
+    name, kinds = ZOO_KINDS[bug]
+    found = 0
+    for seed in range(5):
+        r = explore(driver_scenario(name, workload_config()), strategy="guided", schedules=60, seed=seed, shrink=False)
+        found += bool(r.found and r.violations[0].kind in kinds)
+    assert found >= 4
+
+
+def test_guided_keeps_a_corpus_and_mutates_programs():
+    """Over a search the corpus grows and children run mutated programs (their
+    targets are not the programs any fresh schedule drew)."""
+    from stress.search.guided import Guided
+
+    scen = driver_scenario("vsi-fixed", workload_config())
+    g = Guided(scen, seed=0, pct_depth=3)
+    fresh, children = set(), 0
+    for i in range(150):
+        concrete, target, chooser = g.next(i, 200)
+        out = run_schedule(concrete, chooser, coverage=True)
+        assert out.violation is None
+        g.learn(i, target, chooser, out)
+        programs = json.dumps(target["workload"]["programs"])
+        if programs == json.dumps(scen.for_schedule(0, i)[1]["workload"]["programs"]):
+            fresh.add(i)
+        else:
+            children += 1
+    assert len(g.corpus) >= 10
+    assert children >= 15 and len(fresh) >= 15
+
+
+def test_vsi_fixed_is_clean_under_guided():
+    r = explore(driver_scenario("vsi-fixed", workload_config()), strategy="guided", schedules=300, seed=7, keep_going=True, shrink=False)
+    assert not r.found, [v.message for v in r.violations]
+
+
+@pytest.mark.soak
+def test_vsi_fixed_is_clean_under_a_long_guided_search():
+    for seed in range(3):
+        r = explore(driver_scenario("vsi-fixed", workload_config()), strategy="guided", schedules=3000, seed=seed, keep_going=True, shrink=False)
+        assert not r.found, [v.message for v in r.violations]
+
+
+def test_guided_soak_shares_its_corpus_between_batches(tmp_path):
+    soakdir = str(tmp_path / "soak")
+    options = {
+        "target": {"driver": "vsi-fixed", "workload": workload_config()},
+        "strategy": "guided",
+        "seed": 0,
+        "checkers": [],
+        "max_steps": 20_000,
+        "pct_depth": 3,
+        "batch": 40,
+    }
+    summary = run_soak(soakdir, options, schedules=120, workers=2)
+    assert not summary.found and summary.schedules == 120
+    batches = [e for e in read_events(os.path.join(soakdir, "events.jsonl"))[0] if e["event"] == "batch"]
+    assert len(batches) == 3 and all("corpus" in b for b in batches)
+    with open(os.path.join(soakdir, "corpus.jsonl")) as f:
+        entries = [json.loads(line) for line in f]
+    assert len(entries) == sum(b["corpus_added"] for b in batches) > 0
+    # the third batch started after one of the first two came back: it was handed their corpus
+    assert max(b["corpus"] for b in batches) == len(entries)
+    # resumed, the soak reads its corpus back and goes on from it
+    more = run_soak(soakdir, None, schedules=160, resume=True, workers=1)
+    assert more.schedules == 160
+    with open(os.path.join(soakdir, "corpus.jsonl")) as f:
+        assert len(f.readlines()) >= len(entries)
