@@ -172,6 +172,7 @@ def explore(
             deadline=deadline,
             keep_going=keep_going,
             opts=opts,
+            pct_depth=pct_depth,
             database=database,
             database_key=key,
             stop=stop,
