@@ -29,7 +29,8 @@ a report.  It guarantees:
   search has had (:class:`~stress.choosers.FailNth`, from a random source
   of its own, so that a schedule without a failure is the schedule the
   search makes without injection); exhaustive counts a failure as a
-  preemption; Hypothesis draws it like any decision.  The option is
+  preemption; Hypothesis and guided draw the n-th failure into their
+  PCT plan (``Plan.fail``).  The option is
   recorded in the report (``options.inject_failures``); off, nothing
   changes: not a decision, not a byte of a report.
 

@@ -549,6 +549,7 @@ def _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known):
         deadline=None,
         keep_going=True,
         opts=opts,
+        pct_depth=spec.pct_depth,
         database=database,
         database_key=key,
     )
