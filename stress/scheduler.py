@@ -451,8 +451,11 @@ class Scheduler:
         if cur is not None and self._runnable(cur):
             opts.append((cur, None))
         for c in cpus:
-            if c is not cur and c.ctl.parked and self._runnable(c):
-                opts.append((c, None))
+            # _runnable(c), inlined: this runs for every CPU at every point
+            if c is not cur and c.ctl.parked and (not c.ctl.finished or c.hardirq > 0 or c.softirq > 0):
+                b = c.blocked_on
+                if b is None or b.ready():
+                    opts.append((c, None))
         pending = self.kernel.irq.pending
         if pending:
             for irq in pending:

@@ -225,8 +225,8 @@ class VsiIommuDomain(IommuDomain):
             return ()
         pages = [self.pta] if self.pta is not None else []
         pages.append(self.dt)
-        for dte in self.dt.words:
-            if dte and vsi_dte_is_pt_valid(dte):  # most of the 1024 entries are 0
+        for dte in filter(None, self.dt.words):  # most of the 1024 entries are 0: skipped in C
+            if vsi_dte_is_pt_valid(dte):
                 pt = phys_to_page(self.kernel, vsi_dte_pt_address(dte))
                 if pt is not None:
                     pages.append(pt)

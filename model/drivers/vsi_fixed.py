@@ -207,8 +207,8 @@ class VsiFixed(VsiDriver):
         await spin_unlock_irqrestore(self.vsi_iommus_lock, flags)
 
         flags = await spin_lock_irqsave(vsi_domain.lock)
-        for dte in await table_snapshot(vsi_domain.dt):
-            if dte and vsi_dte_is_pt_valid(dte):  # a zero DTE is invalid: skip the call
+        for dte in filter(None, await table_snapshot(vsi_domain.dt)):  # zero DTEs (invalid) skipped in C: Python-only
+            if vsi_dte_is_pt_valid(dte):
                 pt_phys = vsi_dte_pt_address(dte)
                 page_table = phys_to_virt(pt_phys)
                 await dma_unmap_single(vsi_domain.dev, pt_phys, SPAGE_SIZE, DMA_TO_DEVICE)
@@ -259,7 +259,7 @@ class VsiFixed(VsiDriver):
             pte_dma = pt_phys + pte_index * 4
             unmap_size = await self.vsi_iommu_unmap_iova(vsi_domain, page_table, pte_index, pte_dma, size)
             if unmap_size:
-                if not any(vsi_pte_is_page_valid(pte) for pte in await table_snapshot(page_table)):
+                if not any(vsi_pte_is_page_valid(pte) for pte in filter(None, await table_snapshot(page_table))):  # zero PTEs skipped in C
                     await self.vsi_iommu_free_pt(vsi_domain, dte_index, page_table, gather)
                 await self.vsi_iommu_flush_tlb(domain)
         await spin_unlock_irqrestore(vsi_domain.lock, flags)

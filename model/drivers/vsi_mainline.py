@@ -133,7 +133,7 @@ class VsiMainline(VsiDriver):
         flags = await spin_lock_irqsave(vsi_domain.lock)
         if not await list_empty(vsi_domain.iommus):
             current().kernel.warn(f"vsi_iommu_domain_free({domain!r}): WARN_ON(!list_empty(&vsi_domain->iommus))")
-        for dte in await table_snapshot(vsi_domain.dt):
+        for dte in filter(None, await table_snapshot(vsi_domain.dt)):  # zero DTEs (invalid) skipped in C: Python-only
             if vsi_dte_is_pt_valid(dte):
                 pt_phys = vsi_dte_pt_address(dte)
                 page_table = phys_to_virt(pt_phys)

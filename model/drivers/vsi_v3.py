@@ -240,7 +240,7 @@ class VsiV3IommuDomain(IommuDomain):
         if self.dt is None:
             return ()
         pages = [p for p in (self.pta, self.dt) if p is not None]
-        for dte in self.dt.words:
+        for dte in filter(None, self.dt.words):  # most of the 1024 entries are 0: skipped in C
             if vsi_dte_is_pt_valid(dte):
                 pt = phys_to_page(self.kernel, vsi_dte_pt_address(dte))
                 if pt is not None:
@@ -397,7 +397,7 @@ class VsiV3(VsiDriver):
         vsi_domain = to_vsi_domain(domain)
         if not await list_empty(vsi_domain.iommus):
             current().kernel.warn(f"vsi_iommu_domain_free({domain!r}): WARN_ON(!list_empty(&vsi_domain->iommus))")
-        for dte in await table_snapshot(vsi_domain.dt):
+        for dte in filter(None, await table_snapshot(vsi_domain.dt)):  # zero DTEs (invalid) skipped in C: Python-only
             if vsi_dte_is_pt_valid(dte):
                 pt_phys = vsi_dte_pt_address(dte)
                 page_table = phys_to_virt(pt_phys)

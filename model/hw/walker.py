@@ -239,7 +239,7 @@ def hw_references(hw):
             continue
         add(dt, r)
         words = _dev_words(dt)
-        for dte in words:  # what a walk after a zap reads
+        for dte in filter(None, words):  # what a walk after a zap reads (zero entries skipped in C)
             if dte & valid:
                 add(mm.lookup(dte & pt_mask), r)
         for e in cache.values():
@@ -266,7 +266,7 @@ def reachable_pages(hw):
         return pages
     pages.append(dt)
     words = _dev_words(dt)
-    for dte in words:
+    for dte in filter(None, words):  # zero entries skipped in C
         if dte & valid:
             pt = mm.lookup(dte & pt_mask)
             if pt is not None:

@@ -91,7 +91,7 @@ PRIMITIVES = frozenset(
 )
 
 # How a code object is shown: one of these sentinels, a primitive's name (a
-# str), or a 1-tuple holding the frame's text up to its line number.
+# str), or a _Lines: the frame's text per line number.
 _STOP = object()  # end the walk
 _SCHED = object()  # the scheduler: skipped where the walk starts, else ends it
 _SKIP = object()  # not shown
@@ -126,8 +126,23 @@ def _classify(code, globals_):
     if kind is None:
         return code.co_name if code.co_name in PRIMITIVES else _SKIP
     if kind is _LINE:
-        return (_prefix(code, mod),)
+        return _Lines(_prefix(code, mod))
     return kind
+
+
+class _Lines(dict):
+    """A frame's text per line number, made on first use (``lines[n]``): a
+    stack walk then formats no string for a line it has shown before."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix):
+        super().__init__()
+        self.prefix = prefix  # "function (path:" : the text up to the line number
+
+    def __missing__(self, lineno):
+        text = self[lineno] = f"{self.prefix}{lineno})"
+        return text
 
 
 def _prefix(code, mod):
@@ -187,8 +202,8 @@ def model_stack(skip=1, limit=LIMIT):
     out = []
     while True:
         cls = how.__class__
-        if cls is tuple:
-            out.append(f"{how[0]}{f.f_lineno})")
+        if cls is _Lines:
+            out.append(how[f.f_lineno])
         elif cls is str:
             out.append(how)
         elif how is not _SKIP:
@@ -218,8 +233,8 @@ def _format(entries, limit, full=False):
         leading = False
         if full:
             out.append(f"{_prefix(code, frame.f_globals.get('__name__') or '')}{lineno})")
-        elif how.__class__ is tuple:
-            out.append(f"{how[0]}{lineno})")
+        elif how.__class__ is _Lines:
+            out.append(how[lineno])
         elif how.__class__ is str:
             out.append(how)
         if len(out) >= limit:
