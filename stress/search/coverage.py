@@ -17,9 +17,10 @@ feature, each a small tuple whose first item names its kind:
 * ``("overlap", earlier, later)`` - two workload operations (by kind:
   ``map``, ``attach``, ...) in flight at once on different CPUs, ``earlier``
   the one that began first;
-* ``("func", name)`` - a driver function that did something observable (took
-  a lock, touched a cell, a table word or a register): the innermost frame of
-  a driver module (``model.drivers.*``, or a plugin's module) at the event.
+* ``("func", name)`` - a driver function that touched a cell, a table word
+  or a register: the innermost frame of a driver module (``model.drivers.*``,
+  or a plugin's module) at the event (a lock alone does not walk the stack:
+  the commonest event is left cheap).
 
 The features are plain tuples of strings, the same for the same run in any
 process (no object ids, no addresses), so corpora and soaks compare them.
@@ -28,7 +29,7 @@ feature, but their lock edges and driver functions count.
 
 It is cheap enough to watch every schedule of a search: a few dictionary
 operations per event and one short frame walk (cached per code object) per
-lock, cell, table word or register access.  It never reports.
+cell, table word or register access.  It never reports.
 """
 
 from __future__ import annotations
@@ -118,7 +119,6 @@ class Coverage:
         cls = lock.name if not subclass else f"{lock.name}/{subclass}"
         held = cpu.held
         self.features.add(("lock", held[-1].name if held else "", cls))
-        self._driver_site()
 
     def access(self, cpu, cell, is_write, marked=False):
         site = self._driver_site()

@@ -5,14 +5,17 @@ Schedule ``i`` is either *fresh* - the concrete scenario PCT's schedule
 PCT's distribution (:func:`stress.choosers.draw_plan`) - or a *child* of a
 corpus entry: the entry's plan mutated (:mod:`.mutate`: a preemption moved,
 added or dropped, two threads' priorities swapped, an interrupt moved to
-another CPU or fired earlier), and in :data:`PROGRAM_RATE` of the children
+another CPU or fired earlier) or, in :data:`REDRAW_RATE` of them, drawn
+anew, and in :data:`PROGRAM_RATE` of the children
 the entry's programs mutated too (an operation added or dropped, or one
 CPU's program spliced from another entry's) when the scenario family can
 (``mutate`` and ``concrete``, :class:`stress.workload.DriverWorkload`).
 A run that exercises an interleaving feature (:mod:`.coverage`) no earlier
-run had joins the corpus.  Fresh schedules keep a share
-(:data:`FRESH_RATE`) of the search, so guided never stops exploring the way
-PCT does; the corpus makes the rest dig where new interleavings were.
+run had joins the corpus.  Fresh schedules keep a share of the search
+between :data:`FRESH_RATE` and its complement, leaning toward whichever of
+fresh schedules and children reaches new coverage more often
+(:meth:`Guided.fresh_rate`), so guided never stops exploring the way PCT
+does; the corpus makes the rest dig where new interleavings were.
 
 Guarantees (as every strategy): schedule ``i``'s choices come from a random
 source of ``(seed, i)`` and the corpus as it stands before it, so the same
@@ -31,13 +34,16 @@ from .mutate import mutate_plan
 
 __all__ = ["Guided", "FRESH_RATE", "PROGRAM_RATE"]
 
-#: the share of schedules drawn fresh (as PCT draws them) once the corpus has entries
-FRESH_RATE = 0.25
+#: the share of schedules drawn fresh (as PCT draws them) once the corpus has
+#: entries; with :data:`ADAPT` the least (and 1 - it the most)
+FRESH_RATE = 0.4
 #: the share of children whose programs mutate too (scenario families that can)
 PROGRAM_RATE = 0.3
 #: the share of children that run their parent's program under a new plan
 #: (independent PCT trials of a program that reached new coverage)
-REDRAW_RATE = 0.0
+REDRAW_RATE = 0.5
+#: adapt the share of fresh schedules to where new coverage comes from (:meth:`Guided.fresh_rate`)
+ADAPT = True
 
 
 class Guided:
@@ -56,7 +62,8 @@ class Guided:
         self.depth = pct_depth
         self.corpus = corpus if corpus is not None else Corpus()
         self.added = []
-        self.origin = {}  # schedule index -> the schedule whose program it runs (or mutates)
+        self.origin = {}  # schedule index -> the schedule whose program it runs (or mutates); None: fresh
+        self.arms = {"fresh": [0, 0], "child": [0, 0]}  # [runs that reached new coverage, runs]
         family = scenario if getattr(scenario, "for_schedule", None) is not None else None
         self.programs = family if callable(getattr(family, "mutate", None)) and callable(getattr(family, "concrete", None)) else None
 
@@ -64,9 +71,9 @@ class Guided:
         """``(concrete scenario, its target, chooser)`` of schedule ``index``."""
         rng = make_rng(f"guided:{self.seed}", index)
         corpus = self.corpus
-        if not corpus.entries or rng.random() < FRESH_RATE:
+        if not corpus.entries or rng.random() < self.fresh_rate():
             concrete, target = concretize(self.scenario, self.seed, index)
-            self.origin[index] = index
+            self.origin[index] = None  # fresh
             return concrete, target, PlannedPCT(draw_plan(rng, self.depth, k, fail_points))
         parent = corpus.pick(rng)
         if rng.random() < REDRAW_RATE:  # the parent's program under a new PCT plan
@@ -82,12 +89,29 @@ class Guided:
         concrete, target = concretize(self.scenario, self.seed, parent.program)
         return concrete, target, PlannedPCT(plan)
 
+    def fresh_rate(self):
+        """The share of fresh schedules: :data:`FRESH_RATE`, or with
+        :data:`ADAPT` the fresh arm's share of the runs that reached new
+        coverage (each arm's rate with a prior of one in two), clipped to
+        ``[FRESH_RATE, 1 - FRESH_RATE]``: the search leans toward whichever
+        of fresh schedules and children finds new interleavings now."""
+        if not ADAPT:
+            return FRESH_RATE
+        (fn, fr), (cn, cr) = self.arms["fresh"], self.arms["child"]
+        f, c = (fn + 1) / (fr + 2), (cn + 1) / (cr + 2)
+        return min(max(f / (f + c), FRESH_RATE), 1 - FRESH_RATE)
+
     def learn(self, index, target, chooser, out):
         """Keep schedule ``index`` in the corpus if it reached a feature no earlier run had."""
         program = self.origin.pop(index, index)
+        arm = self.arms["fresh" if program is None else "child"]
+        arm[1] += 1
+        if program is None:
+            program = index
         if not out.coverage:
             return None
         entry = self.corpus.learn(out.coverage, lambda new: Entry(target, program, chooser.plan, tuple(chooser.keys), new))
         if entry is not None:
+            arm[0] += 1
             self.added.append(entry)
         return entry
