@@ -287,9 +287,11 @@ class _Search:
             result.coverage |= out.coverage
             if progress is not None:
                 progress(result)
-            if out.violation is not None and result.first_find_schedules is None:
-                result.first_find_schedules = result.schedules
-                result.first_find_s = time.monotonic() - self.t0
+            if out.violation is not None:
+                if result.first_find_schedules is None:
+                    result.first_find_schedules = result.schedules
+                    result.first_find_s = time.monotonic() - self.t0
+                result.first_finds.setdefault(out.kind, (result.schedules, time.monotonic() - self.t0))
             if out.violation is not None and not report.known(out):
                 priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
                 await trio.to_thread.run_sync(report, result, index, out, concrete, concrete_target, priors)

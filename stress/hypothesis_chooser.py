@@ -338,9 +338,11 @@ def explore_hypothesis(
             result.coverage |= out.coverage
             hypothesis_target(len(out.coverage), label="coverage")
             hypothesis_target(_interleaving(out.coverage), label="interleaving")
-        if out.violation is not None and result.first_find_schedules is None:
-            result.first_find_schedules = result.schedules
-            result.first_find_s = time.monotonic() - t0
+        if out.violation is not None and not shrinking:
+            if result.first_find_schedules is None:
+                result.first_find_schedules = result.schedules
+                result.first_find_s = time.monotonic() - t0
+            result.first_finds.setdefault(out.kind, (result.schedules, time.monotonic() - t0))
         # while shrinking a find, another kind is no failure: each round's example
         # (and database entry) is of one kind, the others are left to later rounds
         if out.violation is not None and out.kind not in kinds and (not shrinking or out.kind == shrinking[0]):

@@ -34,6 +34,9 @@ class Result:
     #: the wall time to it (before shrinking); None while nothing was found
     first_find_schedules: int | None = None
     first_find_s: float | None = None
+    #: the same per kind: ``{kind: (schedules, seconds)}`` of the first search
+    #: schedule that ended in a violation of that kind (never a shrinking run)
+    first_finds: dict = field(default_factory=dict)
     #: interleaving coverage: every feature the search's schedules exercised
     #: (:mod:`stress.search.coverage`)
     coverage: set = field(default_factory=set)
