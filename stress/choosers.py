@@ -53,12 +53,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["Replay", "RandomWalk", "PCT", "Plan", "PlannedPCT", "draw_plan", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE"]
+__all__ = ["Replay", "RandomWalk", "PCT", "Plan", "PlannedPCT", "draw_plan", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE", "FAIL_POINTS"]
 
 #: a replayed decision ``d`` at a failure point fails the call when ``d % FAIL_EVERY == 1``
 FAIL_EVERY = 64
 #: the share of PCT and random schedules that plan one failure (:class:`FailNth`)
 FAIL_SHARE = 0.5
+#: a search's first estimate of the failure points of a schedule (then the most seen so far)
+FAIL_POINTS = 8
 
 
 def make_rng(seed, index):

@@ -47,7 +47,7 @@ import time
 import trio
 
 from .checkers import cross_schedule, default_checkers
-from .choosers import PCT, BoundedExhaustive, FailNth, RandomWalk, Replay, make_rng
+from .choosers import FAIL_POINTS, PCT, BoundedExhaustive, FailNth, RandomWalk, Replay, make_rng
 from .errors import ScenarioError
 from .lockdep import LockGraph
 from .report import build_report
@@ -79,8 +79,6 @@ __all__ = [
 STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "guided", "replay")
 
 
-#: the first estimate of the failure points of a schedule (then the most seen so far)
-FAIL_POINTS = 8
 
 
 class ReplayMismatch(ScenarioError):

@@ -33,7 +33,7 @@ failures dropped), so Hypothesis' shrinking and example database work as
 before.  ``k`` and ``F`` are measured once per search by a
 probe, the all-zeros schedule (:func:`_scale`): three times its points (at
 least 64, PCT's first estimate) and twice its failure points (at least
-:data:`stress.engine.FAIL_POINTS`).  The probe depends on the scenario and
+:data:`stress.choosers.FAIL_POINTS`).  The probe depends on the scenario and
 options only, never on the seed, so a saved example means the same plan
 under any seed; and it is Hypothesis' first example, run once.
 
@@ -73,7 +73,7 @@ from hypothesis import target as hypothesis_target
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from .choosers import Plan, PlannedPCT
+from .choosers import FAIL_POINTS, Plan, PlannedPCT
 from .results import Result
 from .run import run_schedule
 from .scenarios import concretize
@@ -231,8 +231,6 @@ def _scenario_identity(scenario):
 
 def _scale(probe, inject_failures):
     """``(k, F)`` from the probe run (the all-zeros schedule): see the module docstring."""
-    from .engine import FAIL_POINTS
-
     k = max(MIN_K, K_PER_PROBE_POINT * probe.points)
     fail_points = max(FAIL_POINTS, 2 * probe.fail_points) if inject_failures else None
     return k, fail_points

@@ -16,7 +16,7 @@ Dask worker) can unpickle and call.  It guarantees:
   difference from ``explore`` is PCT's ``k`` (its estimate of the points of
   a run), which grows from 64 within the batch instead of over the whole
   search, and so does the estimate of a schedule's failure points with
-  ``inject_failures`` (from :data:`stress.engine.FAIL_POINTS`);
+  ``inject_failures`` (from :data:`stress.choosers.FAIL_POINTS`);
 * lockdep keeps one graph per batch (with the ``cross-schedule`` checker):
   an order seen in one schedule of the batch and its inverse in a later one
   are a ``lock-inversion`` whose report names the earlier schedules
@@ -449,7 +449,8 @@ class _Range:
         self.hits = {}  # signature -> [kind, message, first index, count, outcome, concrete, priors]
 
     async def run(self, lo, stop, count_from):
-        from stress.engine import FAIL_POINTS, make_chooser
+        from stress.choosers import FAIL_POINTS
+        from stress.engine import make_chooser
         from stress.lockdep import LockGraph
         from stress.run import run_schedule_async
         from stress.scenarios import concretize, target_of
