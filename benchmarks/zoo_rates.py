@@ -17,7 +17,8 @@ detection rate within each budget, the median, and a suggested test budget
 (twice the worst seed's need, rounded up).
 
 Machine route: ``strategies.machine.hunt_with_machine`` with the budget of
-``tests/test_zoo_machine.py`` (examples per seed), found or not per seed.
+``tests/test_zoo_machine.py`` (``max_runs``: schedules per seed, a hard
+limit), found or not per seed, and the schedules to the first find.
 
 The budgets the tests use are read from the tests (``PLAN`` / ``BUDGET``),
 so the table says whether each budget is still 10/10.  Seconds are wall
@@ -132,25 +133,29 @@ def measure_pct(bugs, seeds, max_budget, progress=None):
 def measure_machine(bugs, seeds, progress=None):
     from stress.workload import DEFAULT_WORKLOAD, driver_scenario
     from strategies.machine import hunt_with_machine
-    from tests.test_zoo_machine import BUDGET, checkers_for
+    from tests.test_zoo_machine import BUDGET, BUDGETS, checkers_for
 
     rows = []
     for bug in bugs:
         name, kinds = _zoo()[bug]
-        hits, seconds = [], []
+        budget = BUDGETS.get(bug, BUDGET)
+        hits, seconds, needed = [], [], []
         for seed in seeds:
             t0 = time.perf_counter()
             stats = {}
+            # max_runs: the schedule budget, a hard limit (shrink runs apart)
             found = hunt_with_machine(
                 lambda cfg, _n=name: driver_scenario(_n, cfg), dict(DEFAULT_WORKLOAD), seed=seed,
-                max_examples=BUDGET, checkers=checkers_for(bug), stats=stats,
+                max_runs=budget, checkers=checkers_for(bug), stats=stats, polish=False, max_shrink_runs=1,
             )
             seconds.append(time.perf_counter() - t0)
             ok = found is not None and found.kind in kinds
             hits.append(ok)
+            needed.append(stats["search_runs"] if ok else None)  # schedules to the first find
             if progress:
-                progress(f"{bug} seed {seed}: {'found ' + found.kind if found else 'miss'} ({seconds[-1]:.1f} s)")
-        rows.append({"bug": bug, "name": name, "seeds": list(seeds), "found_per_seed": hits, "found": sum(hits), "budget": BUDGET, "median_s": statistics.median(seconds)})
+                progress(f"{bug} seed {seed}: {'found ' + found.kind if found else 'miss'} ({stats['search_runs']} schedules, {seconds[-1]:.1f} s)")
+        rows.append({"bug": bug, "name": name, "seeds": list(seeds), "found_per_seed": hits, "found": sum(hits), "budget": budget,
+                     "schedules_per_seed": needed, "median_s": statistics.median(seconds)})
     return rows
 
 
@@ -168,9 +173,11 @@ def pct_table(rows):
 
 
 def machine_table(rows):
-    lines = ["| id | found | examples per seed | median s |", "|---|---|---|---|"]
+    lines = ["| id | found | schedules per seed (budget) | median to find | median s |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['bug']} | {r['found']}/{len(r['seeds'])} | {r['budget']} | {r['median_s']:.2f} |")
+        got = [n if n is not None else float("inf") for n in r["schedules_per_seed"]]
+        med = statistics.median(got) if got else None
+        lines.append(f"| {r['bug']} | {r['found']}/{len(r['seeds'])} | {r['budget']} | {_num(med) if med != float('inf') else '-'} | {r['median_s']:.2f} |")
     return lines
 
 

@@ -21,9 +21,14 @@ Its rules grow the plan:
   ``dma_map_single`` a CPU makes fails (a ``(FAIL, c)`` segment), as
   ``fail_nth`` arms a task.
 
-The ``@invariant`` replays the plan so far from scratch
+Every example starts (``start``) with the bytes of a PCT plan that runs
+the schedule after the segments (:class:`stress.choosers.PlannedPCT`; all
+zeros keeps the current CPU), and in a hunt with the programs the default
+workload draws for a schedule number (:func:`swarm_config`).  The
+``@invariant`` replays the plan so far from scratch
 (:func:`stress.run.run_schedule`: a fresh kernel, the programs, the
-segments, then "keep the current CPU" to the end) and fails with the
+segments, then the plan to the end; a hunt runs it once, at the end of
+the example) and fails with the
 violation, one exception class per kind, if any checker or oracle
 reported.  Every replay is a complete, deterministic run (about a
 millisecond for a toy, a few for a driver workload; outcomes are cached
@@ -45,15 +50,16 @@ from typing import NamedTuple
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis import target as hypothesis_target
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from stress.run import DEFAULT_MAX_STEPS, Outcome, replay_decisions, run_schedule
 from stress.hypothesis_chooser import pin_local_constants
 from stress.shrink_programs import shrink_programs
 
 from .ops import default_stories, kind_order, op_args, ops, stories
-from .schedules import FAIL, IRQ, RUN, WALK, SegmentPlan
+from .schedules import FAIL, IRQ, RUN, WALK, PlanLayout, SegmentPlan, decode_plan
 
 __all__ = [
     "MachineFailure",
@@ -77,6 +83,23 @@ SPECIAL_RULES = {
 MAX_SEGMENTS = 16
 MAX_RUN_STEPS = 8
 STEP_COUNT = 30
+#: steps of a hunt's example with swarm programs, its start included: the
+#: start alone (the swarm programs and the PCT plan, PCT's distribution).
+#: Measured on B1, B3, B6, B13 (seeds 0-4): two more rules per example
+#: (ops added, segments before the plan) took 1.5-4x the runs to a find
+HUNT_STEP_COUNT = 1
+#: bytes of a swarm start's schedule number, drawn with the plan's bytes as
+#: one byte string (as :mod:`stress.hypothesis_chooser`).  Drawn apart (two
+#: bytes, then the plan), Hypothesis' first examples varied the number alone,
+#: the plan all zeros (no preemption), so every other early run was wasted,
+#: and its mutations kept the number while changing the plan; four bytes so
+#: that a fresh draw (or a mutation) is another program
+START_INDEX_BYTES = 4
+#: PCT's depth for the tail plan (``hunt --pct-depth``)
+PCT_DEPTH = 3
+#: PCT's first estimate of a run's points (the engine's), and of its failure points
+MIN_K = 64
+MIN_FAIL_POINTS = 8
 #: examples Hypothesis may spend shrinking before shrink_programs takes over
 MAX_SHRINKS = 200
 #: outcomes a hunt remembers (a few hundred bytes each)
@@ -114,12 +137,18 @@ def failure_class(kind):
     return cls
 
 
-class MachineFind(NamedTuple):
-    """What :func:`hunt_with_machine` returns."""
-
+class _Find(NamedTuple):
     programs: list
     decisions: list
     outcome: Outcome
+
+
+class MachineFind(_Find):
+    """What :func:`hunt_with_machine` returns: ``(programs, decisions, outcome)``,
+    and ``config``, the find's whole workload config (the programs and the
+    boot options it ran with)."""
+
+    config = None
 
     @property
     def kind(self):
@@ -138,6 +167,39 @@ def _trim(decisions):
     return out
 
 
+class Scale:
+    """What a plan's bytes scale to: ``k`` (PCT's estimate of a run's points:
+    the most any run of the search had, at least :data:`MIN_K`, as the
+    engine's PCT) and ``fail_points`` (failure injection on; else None).
+    Frozen at the first failure (before learning from the failing run), so
+    that Hypothesis' shrinking and its replays of the failing example decode
+    the same plan."""
+
+    def __init__(self, inject_failures=False):
+        self.k = MIN_K
+        self.fail_points = MIN_FAIL_POINTS if inject_failures else None
+        self.frozen = False
+
+    def learn(self, out):
+        if not self.frozen:
+            self.k = max(self.k, out.points)
+            if self.fail_points is not None:
+                self.fail_points = max(self.fail_points, out.fail_points)
+
+
+def swarm_config(config, seed, index):
+    """The workload of the default hunt's schedule ``index`` under ``seed``
+    (:meth:`stress.workload.DriverWorkload.for_schedule`: the swarm programs
+    and stories of :func:`stress.workload.draw_programs`, two masters per
+    IOMMU or ``iommu.strict=0`` in some schedules), as PCT runs it."""
+    from stress.workload import DriverWorkload
+
+    cfg = dict(config)
+    cfg.pop("programs", None)
+    _, target = DriverWorkload(None, None, cfg).for_schedule(seed, index)
+    return target["workload"]
+
+
 def make_machine(
     make_scenario,
     config,
@@ -154,6 +216,12 @@ def make_machine(
     story_table=None,
     stop=None,
     inject_failures=False,
+    swarm_seed=None,
+    pct_depth=PCT_DEPTH,
+    scale=None,
+    every_step=True,
+    before_run=None,
+    steer=False,
 ):
     """A ``RuleBasedStateMachine`` subclass over ``make_scenario(workload config)``.
 
@@ -168,11 +236,27 @@ def make_machine(
     :data:`stress.workload.STORIES` that fit the kinds; none for a custom
     ``table``).  ``deadline`` (a ``time.monotonic()`` value) makes every replay
     after it raise :class:`StopHunt`, and so does ``stop()`` returning True
-    (Ctrl-C); ``on_run(outcome)`` sees every replay.
+    (Ctrl-C); ``before_run()`` is called before every run (not before a
+    cached outcome: a hunt's budget raises :class:`StopHunt` there);
+    ``on_run(outcome)`` sees every run.
     ``cache`` (a dict) remembers outcomes by plan: runs are deterministic,
     and Hypothesis' shrinking replays the same plan prefixes again and again.
     ``inject_failures`` runs with failure injection and adds the rule
     ``fail_call``.
+
+    Every example starts (``start``, an initialize rule) with the bytes of a
+    PCT plan (:func:`strategies.schedules.plan_bytes`, depth ``pct_depth``):
+    after the segments the run follows that plan
+    (:class:`stress.choosers.PlannedPCT`), scaled by ``scale``
+    (:class:`Scale`); all zeros keeps the current CPU, as before.  With
+    ``swarm_seed`` the same byte string starts with
+    :data:`START_INDEX_BYTES` bytes of a schedule number whose programs (and
+    boot options) are those the default workload draws for it under that
+    seed (:func:`swarm_config`), which the other rules then grow.  With
+    ``every_step`` (the default) the invariant replays the plan after every
+    step; without, only ``teardown`` runs it: one run per example.
+    ``steer`` runs with interleaving coverage on and calls
+    ``hypothesis.target`` with its size at the end of each example.
     """
     config = dict(config)
     if kinds is None:
@@ -187,7 +271,16 @@ def make_machine(
     opts = {"checkers": checkers, "max_steps": max_steps}
     if inject_failures:
         opts["inject_failures"] = True
+    if steer:
+        opts["coverage"] = True
     cpu = st.integers(0, ncpus - 1)
+    if scale is None:
+        scale = Scale(inject_failures)
+    layout = PlanLayout(pct_depth, fail=inject_failures)
+    swarm_cfg = dict(config, kinds=list(kinds)) if kinds is not None else config
+    # one byte string, the schedule number first: see START_INDEX_BYTES
+    index_size = START_INDEX_BYTES if swarm_seed is not None else 0
+    start_data = st.binary(min_size=index_size + layout.size, max_size=index_size + layout.size)
 
     class WorkloadMachine(RuleBasedStateMachine):
         """Programs and a schedule grown by rules; every step replays them."""
@@ -195,11 +288,24 @@ def make_machine(
         def __init__(self):
             super().__init__()
             self.programs = [[] for _ in range(ncpus)]
+            self.boot = {}  # boot options of a swarm start (masters, dma_strict)
             self.plan = []
+            self.tail = b""  # the PCT plan's bytes
             self.checked = None
             self.failed = False
+            self.last = None  # the outcome of the last replay
 
         # -- the plan ----------------------------------------------------------
+
+        @initialize(data=start_data)
+        def start(self, data):
+            """The PCT plan of the run's tail (and, with a swarm seed, the programs to start from)."""
+            index, self.tail = data[:index_size], data[index_size:]
+            if swarm_seed is not None:
+                cfg = swarm_config(swarm_cfg, swarm_seed, int.from_bytes(index, "big"))
+                self.programs = [[[k, dict(a)] for k, a in p] for p in cfg["programs"]][:ncpus]
+                self.programs += [[] for _ in range(ncpus - len(self.programs))]
+                self.boot = {k: cfg[k] for k in ("masters", "group", "dma_strict") if k in cfg and k not in config}
 
         def _append(self, c, kind, args):
             if len(self.programs[c]) < max_ops:
@@ -227,13 +333,17 @@ def make_machine(
         # -- checking ------------------------------------------------------------
 
         def workload(self):
-            return workload_of(config, self.programs)
+            return workload_of(dict(config, **self.boot), self.programs)
+
+        def tail_plan(self):
+            return decode_plan(layout, self.tail, scale.k, scale.fail_points) if self.tail else None
 
         def replay(self):
             """Run the plan from scratch; a violation raises its :class:`MachineFailure`."""
             if self.failed:
                 return
-            key = json.dumps([self.programs, self.plan], sort_keys=True)
+            tail = self.tail_plan()
+            key = json.dumps([self.programs, self.boot, self.plan, tail.to_json() if tail else None], sort_keys=True)
             if key == self.checked:
                 return
             if (deadline is not None and time.monotonic() >= deadline) or (stop is not None and stop()):
@@ -242,23 +352,35 @@ def make_machine(
             cfg = self.workload()
             out = cache.get(key) if cache is not None else None
             if out is None:
-                out = run_schedule(make_scenario(cfg), SegmentPlan(self.plan), **opts)
+                if before_run is not None:
+                    before_run()
+                out = run_schedule(make_scenario(cfg), SegmentPlan(self.plan, tail), **opts)
+                if out.violation is not None:
+                    # freeze before learning: a failing run with the most points
+                    # so far would rescale its own plan, and Hypothesis' replay
+                    # of the failing example would run another (flaky)
+                    scale.frozen = True
+                scale.learn(out)
                 if on_run is not None:
                     on_run(out)
                 if cache is not None:
                     if len(cache) >= CACHE_SIZE:
                         cache.clear()
                     cache[key] = out
+            self.last = out
             if out.violation is not None:
                 self.failed = True
                 raise failure_class(out.kind)(cfg, _trim(out.decisions), out)
 
         @invariant()
         def plan_runs_clean(self):
-            self.replay()
+            if every_step:
+                self.replay()
 
         def teardown(self):
             self.replay()
+            if steer and not self.failed and self.last is not None and self.last.coverage is not None:
+                hypothesis_target(len(self.last.coverage), label="interleaving coverage")
 
     for name, kind in SPECIAL_RULES.items():
         if kind in order:
@@ -311,67 +433,107 @@ def hunt_with_machine(
     config,
     *,
     seed,
-    max_examples,
+    max_examples=None,
+    max_runs=None,
     deadline=None,
     kinds=None,
     table=None,
     checkers=None,
     max_steps=DEFAULT_MAX_STEPS,
-    step_count=STEP_COUNT,
+    step_count=None,
     max_shrinks=MAX_SHRINKS,
+    max_shrink_runs=None,
     polish=True,
     max_replays=600,
     stats=None,
     story_table=None,
     stop=None,
     inject_failures=False,
+    swarm=None,
+    pct_depth=PCT_DEPTH,
+    steer=True,
 ):
     """Search with the machine; the shrunk find as :class:`MachineFind`, or None.
 
-    Runs ``max_examples`` examples of :func:`make_machine` under
-    ``hypothesis.seed(seed)`` with no example database, so the result
-    depends on the arguments alone, unless ``deadline`` (a
-    ``time.monotonic()`` value) or ``stop()`` (Ctrl-C) cuts the search or
-    Hypothesis' shrinking short: then the smallest find so far is returned.  With ``polish`` the
-    find is then shrunk by :func:`stress.shrink_programs.shrink_programs`
-    (empty CPUs and operations Hypothesis left, extra preemptions; at most
-    ``max_replays`` replays).  The returned outcome comes from a final
-    replay with the timeline traced; its kind is the kind of the find.
-    Hypothesis' shrinking stops after ``max_shrinks`` examples past the
-    first failure (a count, so still deterministic) with the smallest
-    failure so far; ``shrink_programs`` is cheaper at the last steps.
-    ``stats`` (a dict) receives ``examples`` and ``runs``/``points`` of the
-    replays, and on a find ``search_examples``: the examples up to the first
-    failure (the others were spent shrinking it).  ``kinds``, ``table`` and ``story_table`` are those of
-    :func:`make_machine`.  The find's workload config is
-    ``workload_of(config, programs)``.  ``inject_failures``: failure
-    injection (the find's replay needs it too).
+    Every example is one run: it starts from a PCT plan's bytes (and, with
+    ``swarm``, the programs the default workload draws for a schedule
+    number under ``seed``, :func:`swarm_config`), takes ``step_count`` rules
+    that grow the programs or put segments before the plan, and is run once
+    at its end, with interleaving coverage on: ``hypothesis.target`` on its
+    size (``steer``) steers Hypothesis' targeted phase.  ``swarm`` defaults
+    to True for the IOMMU operations (``table`` None), False for a custom
+    table; ``step_count`` to :data:`HUNT_STEP_COUNT` with swarm, else
+    :data:`STEP_COUNT`.
+
+    Budgets (each a hard limit): ``max_runs`` search runs (the runs up to
+    and including the first failure; a run is one schedule), ``max_examples``
+    Hypothesis examples (at least one is needed; default: no limit but
+    ``max_runs``), ``deadline`` (a ``time.monotonic()`` value) and ``stop()``
+    (Ctrl-C).  After the first failure Hypothesis shrinks it for at most
+    ``max_shrinks`` examples and ``max_shrink_runs`` runs (default: as many
+    as ``max_runs``, or 1,000), then with ``polish``
+    :func:`stress.shrink_programs.shrink_programs` cuts what is left (empty
+    CPUs and operations, extra preemptions; at most ``max_replays`` runs).
+    The smallest find so far is returned whenever a budget cuts shrinking
+    short.  The search runs under ``hypothesis.seed(seed)`` with no example
+    database, so the result depends on the arguments alone (barring the
+    deadline and ``stop``).  The returned outcome comes from a final replay
+    with the timeline traced; its kind is the kind of the find, and the
+    find's workload config is ``find.config`` (``workload_of(config,
+    programs)`` plus the boot options a swarm start drew).
+
+    ``stats`` (a dict) receives ``examples``, ``runs`` and ``points`` of
+    every run, and ``search_runs``/``shrink_runs``: the runs up to and
+    including the first failure, and every run after it (Hypothesis'
+    shrinking, the polish, the final traced replay); on a find also
+    ``search_examples``.  ``kinds``, ``table`` and ``story_table`` are
+    those of :func:`make_machine`.  ``inject_failures``: failure injection
+    (the find's replay needs it too).
     """
-    if max_examples < 1:
-        raise ValueError("max_examples must be at least 1")
+    if max_examples is None and max_runs is None:
+        raise ValueError("give max_examples or max_runs")
+    if (max_examples is not None and max_examples < 1) or (max_runs is not None and max_runs < 1):
+        raise ValueError("max_examples and max_runs must be at least 1")
+    if swarm is None:
+        swarm = table is None
+    if step_count is None:
+        step_count = HUNT_STEP_COUNT if swarm else STEP_COUNT
+    if max_shrink_runs is None:
+        max_shrink_runs = max_runs if max_runs is not None else 1000
     opts = {"checkers": checkers, "max_steps": max_steps}
     if inject_failures:
         opts["inject_failures"] = True
     counts = stats if stats is not None else {}
-    counts.setdefault("runs", 0)
-    counts.setdefault("points", 0)
-    counts.setdefault("examples", 0)
+    for key in ("runs", "points", "examples", "search_runs", "shrink_runs"):
+        counts.setdefault(key, 0)
     smallest = []  # [(size, MachineFailure)] of the smallest failure so far
     first_failure = []  # examples run when the first failure was seen
+    scale = Scale(inject_failures)
+
+    def before_run():
+        if not first_failure:
+            if max_runs is not None and counts["search_runs"] >= max_runs:
+                raise StopHunt()
+        elif counts["shrink_runs"] >= max_shrink_runs:
+            raise StopHunt()
 
     def on_run(out):
         counts["runs"] += 1
         counts["points"] += out.points
+        counts["shrink_runs" if first_failure else "search_runs"] += 1
 
     base = make_machine(
         make_scenario, config, kinds=kinds, table=table, checkers=checkers, max_steps=max_steps,
         deadline=deadline, on_run=on_run, cache={}, story_table=story_table, stop=stop,
-        inject_failures=inject_failures,
+        inject_failures=inject_failures, swarm_seed=seed if swarm else None, pct_depth=pct_depth,
+        scale=scale, every_step=False, before_run=before_run, steer=steer,
     )
 
     class Hunt(base):
         def __init__(self):
             if first_failure and counts["examples"] - first_failure[0] >= max_shrinks:
+                raise StopHunt()
+            if not first_failure and max_examples is not None and counts["examples"] >= max_examples:
                 raise StopHunt()
             super().__init__()
             counts["examples"] += 1
@@ -383,6 +545,7 @@ def hunt_with_machine(
                 if not first_failure:
                     first_failure.append(counts["examples"])
                     counts["search_examples"] = counts["examples"]  # the rest are Hypothesis shrinking it
+                    scale.frozen = True  # the same bytes, the same plan, while Hypothesis shrinks
                 size = _size(e.programs, e.decisions)
                 if not smallest or size < smallest[0][0]:
                     smallest[:] = [(size, e)]
@@ -391,14 +554,16 @@ def hunt_with_machine(
     pin_local_constants()  # the same seed, the same search, whatever is imported
     Hunt.__name__ = Hunt.__qualname__ = "WorkloadMachine"
     machine = hypothesis_seed(seed)(Hunt)
+    # Hypothesis stops at max_examples valid examples (and ten times that
+    # many calls): the search's own limits are the budgets above
     hyp_settings = settings(
-        max_examples=max_examples,
+        max_examples=max_examples if max_runs is None else max(max_runs, 1) * 100,
         stateful_step_count=step_count,
         database=None,
         deadline=None,
         derandomize=False,
         suppress_health_check=list(HealthCheck),
-        phases=(Phase.generate, Phase.shrink),
+        phases=(Phase.generate, Phase.target, Phase.shrink) if steer else (Phase.generate, Phase.shrink),
         report_multiple_bugs=False,
         verbosity=Verbosity.quiet,
         print_blob=False,
@@ -413,13 +578,32 @@ def hunt_with_machine(
     if found is None:
         return None
     cfg, decisions, kind = found.config, found.decisions, found.kind
+    shrink_scenario = _counted(make_scenario, counts)
     if polish:
-        cfg, decisions = shrink_programs(make_scenario, cfg, decisions, kind, opts, max_replays=max_replays)
-    final = replay_decisions(make_scenario(cfg), decisions, trace=True, **opts)
+        cfg, decisions = shrink_programs(shrink_scenario, cfg, decisions, kind, opts, max_replays=max_replays)
+    final = replay_decisions(shrink_scenario(cfg), decisions, trace=True, **opts)
     if final.kind != kind:  # cannot happen for a deterministic model
         cfg, decisions = found.config, found.decisions
-        final = replay_decisions(make_scenario(cfg), decisions, trace=True, **opts)
-    return MachineFind(cfg["programs"], _trim(decisions), final)
+        final = replay_decisions(shrink_scenario(cfg), decisions, trace=True, **opts)
+    find = MachineFind(cfg["programs"], _trim(decisions), final)
+    find.config = cfg
+    return find
+
+
+def _counted(make_scenario, counts):
+    """``make_scenario`` whose scenarios count their runs as shrink runs."""
+
+    def make(cfg):
+        scenario = make_scenario(cfg)
+
+        def run(kernel):
+            counts["runs"] += 1
+            counts["shrink_runs"] += 1
+            return scenario(kernel)
+
+        return run
+
+    return make
 
 
 def _size(programs, decisions):

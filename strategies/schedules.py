@@ -17,7 +17,13 @@ run records are a plain :class:`stress.choosers.Replay` schedule:
 * a **segment plan** (:class:`SegmentPlan`, :func:`segment_plans`): "let
   CPU c run n steps", "deliver an interrupt on CPU c", "walk n decisions
   at random from seed s", "fail CPU c's next call" (failure injection) -
-  what the stateful machine (:mod:`strategies.machine`) appends to.
+  what the stateful machine (:mod:`strategies.machine`) appends to; after
+  its segments the rest of the run follows a *tail*: keep the current CPU,
+  or a :class:`stress.choosers.Plan` run by :class:`stress.choosers.PlannedPCT`.
+* **plan bytes** (:func:`plan_bytes`, :func:`decode_plan`): a PCT plan
+  (thread ranks, change points, the failure to inject) as one fixed-size
+  byte string, so that a fresh draw has PCT's distribution (uniform bytes)
+  and shrinking moves toward all zeros, the schedule without preemption.
 
 At a failure point (failure injection on) a decision list fails the call
 as :class:`stress.choosers.Replay` reads it (``d % 64 == 1``), a PCT plan
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from stress.choosers import Plan, PlannedPCT
 from stress.shrink import preemptions
 
 __all__ = [
@@ -47,6 +54,9 @@ __all__ = [
     "FAIL",
     "SegmentPlan",
     "segment_plans",
+    "PlanLayout",
+    "plan_bytes",
+    "decode_plan",
 ]
 
 #: a segment "run CPU c for n of its points": ``(RUN, c, n)``
@@ -175,14 +185,19 @@ class SegmentPlan:
     * ``(FAIL, c)``: arm CPU ``c`` for failure injection; the next failure
       point it reaches (an allocation, a ``dma_map_single``) fails.  Like
       ``IRQ`` it is armed when the plan reaches it and takes no decision.
-    * After the last segment: option 0, keep the current CPU.
+    * After the last segment: option 0, keep the current CPU; or, with a
+      ``tail`` (a :class:`stress.choosers.Plan`), PCT from that plan
+      (:class:`stress.choosers.PlannedPCT`: its ranks apply to the threads
+      in the order they first appear after the segments, its change points
+      are point numbers of the whole run, its ``fail`` counts the failure
+      points no ``FAIL`` segment claimed).
 
     CPU ids are those of the scheduler (program CPUs first, then agents).
     """
 
     name = "segments"
 
-    def __init__(self, segments):
+    def __init__(self, segments, tail=None):
         self.segments = [tuple(s) for s in segments]
         for s in self.segments:
             ok = (
@@ -200,6 +215,7 @@ class SegmentPlan:
         self.rng = None
         self.armed = []
         self.failing = []  # CPUs whose next failure point fails
+        self.tail = PlannedPCT(tail) if tail is not None else None
 
     def _deliver(self, opts):
         for j, want in enumerate(self.armed):
@@ -223,7 +239,7 @@ class SegmentPlan:
         if cur is not None and cur.id in self.failing:
             self.failing.remove(cur.id)
             return 1
-        return 0
+        return self.tail.fail(sched, cur, call) if self.tail is not None else 0
 
     def choose(self, sched, cur, opts):
         while True:
@@ -231,7 +247,7 @@ class SegmentPlan:
             if i is not None:
                 return i
             if self.pos >= len(self.segments):
-                return 0
+                return self.tail.choose(sched, cur, opts) if self.tail is not None else 0
             seg = self.segments[self.pos]
             if seg[0] == IRQ or seg[0] == FAIL:
                 self._arm(seg)
@@ -276,3 +292,51 @@ def segment_plans(cpus, max_segments=12, max_steps=8, max_seed=255, fail=False):
         st.integers(0, max_seed),
     ).map(build)
     return st.lists(seg, max_size=max_segments)
+
+
+# -- PCT plans as bytes ----------------------------------------------------------------------
+
+
+class PlanLayout:
+    """Where each part of a plan sits in its bytes.
+
+    ``ranks`` bytes: the ranks of the threads in order of appearance (CPUs,
+    agents, each delivery of an interrupt line to a CPU), one byte each;
+    then 2 bytes per change point (``depth - 1`` of them: 0 is none, else a
+    point uniform in ``1..k``); with failure injection 2 more: the lower
+    half fails nothing, the upper half the n-th failure point, n uniform in
+    ``1..F`` (``fail_nth`` in half the schedules, as PCT's ``FailNth``).
+    ``k`` and ``F`` are given when the bytes are decoded, so the same bytes
+    scale with the run lengths a search has seen.
+    """
+
+    def __init__(self, depth=3, fail=False, ranks=16):
+        self.ranks = ranks
+        self.changes = max(depth - 1, 0)
+        self.fail = bool(fail)
+        self.size = ranks + 2 * self.changes + (2 if fail else 0)
+
+
+def plan_bytes(layout):
+    """A plan's bytes (all zeros: equal ranks, no change point, no failure: no preemption)."""
+    return st.binary(min_size=layout.size, max_size=layout.size)
+
+
+def decode_plan(layout, data, k, fail_points=None):
+    """The :class:`stress.choosers.Plan` of ``data`` for runs of about ``k`` points
+    (and ``fail_points`` failure points, failure injection on)."""
+    u16 = lambda i: (data[i] << 8) | data[i + 1]  # noqa: E731
+    ranks = tuple(data[: layout.ranks])
+    while ranks and ranks[-1] == 0:  # past the end of ranks is rank 0: the same plan, shorter
+        ranks = ranks[:-1]
+    change = []
+    for j in range(layout.changes):
+        v = u16(layout.ranks + 2 * j)
+        if v:
+            change.append(1 + ((v - 1) * max(k, 1) >> 16))
+    fail = 0
+    if layout.fail and fail_points:
+        v = u16(layout.ranks + 2 * layout.changes)
+        if v >= 0x8000:
+            fail = 1 + ((v - 0x8000) * fail_points >> 15)
+    return Plan(ranks, tuple(sorted(change)), fail)

@@ -26,6 +26,8 @@ from .cliargs import seconds as _seconds
 from .cliargs import seed as _seed
 from .analyze.cli import add_parser as add_analyze_parser
 from .analyze.cli import cmd_analyze
+from .bench.cli import add_parser as add_bench_parser
+from .bench.cli import cmd_bench
 from .soak.cli import add_parser as add_soak_parser
 from .soak.cli import cmd_soak
 from .targets import UsageError
@@ -41,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: ``--strategy`` of hunt, in the order of its help
-HUNT_STRATEGIES = ("pct", "random", "exhaustive", "hypothesis")
+HUNT_STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "guided")
 
 
 def build_parser():
@@ -59,7 +61,8 @@ def build_parser():
         choices=HUNT_STRATEGIES,
         help="how schedules are chosen: pct (default: random priorities, --pct-depth change points), "
         "random (a uniform walk), exhaustive (every schedule within --bound preemptions), "
-        "hypothesis (Hypothesis draws the decisions and shrinks them)",
+        "hypothesis (Hypothesis draws the decisions and shrinks them), "
+        "guided (PCT plus a corpus of the schedules that reached new interleaving coverage, mutated)",
     )
     h.add_argument("--seed", type=_seed, default=0, help="seed of the search: the same seed and options give the same reports (default 0)")
     h.add_argument(
@@ -108,10 +111,10 @@ def build_parser():
     add_soak_parser(sub)
     add_analyze_parser(sub)
 
-    b = sub.add_parser("bench", help="throughput figures")
-    b.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    b.add_argument("--quick", action="store_true", help="smaller counts (for a smoke test)")
+    add_bench_parser(sub)
     return p
+
+
 
 
 def main(argv=None):
@@ -227,6 +230,7 @@ def cmd_hunt(args):
             schedules=result.schedules,
             shrink_runs=result.shrink_runs,
             points=result.points,
+            coverage=result.coverage_counts,
             elapsed_s=round(result.elapsed_s, 3),
             stopped=stop.name,
         )
@@ -240,6 +244,7 @@ def cmd_hunt(args):
             "schedules": result.schedules,
             "shrink_runs": result.shrink_runs,
             "points": result.points,
+            "coverage": result.coverage_counts,
             "elapsed_s": round(result.elapsed_s, 3),
             "exhausted": result.exhausted,
             "stopped": stop.name,
@@ -258,17 +263,22 @@ def cmd_hunt(args):
 
 
 def _hunt_with_machine(
-    scenario, *, schedules, seed, budget_s, checkers, keep_going, max_steps, shrink, target, on_find, stop, inject_failures=False, **_
+    scenario, *, schedules, seed, budget_s, checkers, keep_going, max_steps, shrink, target, on_find, stop,
+    inject_failures=False, pct_depth=3, **_
 ):
     """``--strategy hypothesis`` on a driver: the Hypothesis stateful machine.
 
-    One example of the machine is one schedule (a plan grown step by step and
-    replayed at each): ``schedules`` bounds the examples it searches
-    (``max_examples``); those it spends shrinking a find are shrink runs.
-    The CLI is the composition root: it is the one place in ``stress`` that
-    reaches up into ``strategies`` (lazily, for this strategy only).
+    One example of the machine is one schedule, run once at its end: the
+    programs the default workload draws for a schedule number (PCT's swarm),
+    grown by a few rules, run under segments then a PCT plan Hypothesis
+    drew.  ``schedules`` is a hard limit on the runs it searches (up to and
+    including the first find); the runs spent shrinking the find
+    (Hypothesis, then delta debugging, then the traced replay) are shrink
+    runs, at most as many again.  The CLI is the composition root: it is the
+    one place in ``stress`` that reaches up into ``strategies`` (lazily,
+    for this strategy only).
     """
-    from strategies.machine import hunt_with_machine, workload_of
+    from strategies.machine import hunt_with_machine
 
     from .checkers import default_checkers
     from .results import Result, Violation
@@ -277,12 +287,12 @@ def _hunt_with_machine(
 
     name, config = target["driver"], target["workload"]
     t0 = time.monotonic()
-    stats = {}  # a machine example is one schedule: a plan grown and checked at every step
+    stats = {}
     found = hunt_with_machine(
         lambda cfg: driver_scenario(name, cfg),
         config,
         seed=seed,
-        max_examples=schedules or 100_000,
+        max_runs=schedules or 10_000_000,
         deadline=None if budget_s is None else t0 + budget_s,
         checkers=checkers,
         max_steps=max_steps,
@@ -290,12 +300,13 @@ def _hunt_with_machine(
         stats=stats,
         stop=stop,
         inject_failures=inject_failures,
+        pct_depth=pct_depth,
     )
     search, shrink_runs = _machine_counts(stats)
     result = Result(schedules=search, shrink_runs=shrink_runs, points=stats.get("points", 0))
     if found is not None:
         meta = {
-            "target": {"driver": name, "workload": workload_of(config, found.programs)},
+            "target": {"driver": name, "workload": found.config},
             "strategy": "hypothesis",
             "seed": seed,
             "options": {
@@ -306,21 +317,20 @@ def _hunt_with_machine(
             },
         }
         found.outcome.decisions = list(found.decisions)
-        report = build_report(meta, search, found.outcome, len(found.decisions))
+        report = build_report(meta, search - 1, found.outcome, len(found.decisions))
         v = found.outcome.violation
         result.violations.append(Violation(v["kind"], v["message"], report))
+        result.first_find_schedules = search
         on_find(result.violations[-1])
     result.elapsed_s = time.monotonic() - t0
     return result
 
 
 def _machine_counts(stats):
-    """``(search schedules, shrink runs)`` of a machine hunt's ``stats``: the
-    machine says where its search ended (``search_examples``, at the first
-    failure); without a find every example was search."""
-    examples = stats.get("examples", 0)
-    search = stats.get("search_examples", examples)
-    return search, examples - search
+    """``(search schedules, shrink runs)`` of a machine hunt's ``stats``: every
+    run up to and including the first failure is a search schedule, every
+    run after it (shrinking, the final replay) a shrink run."""
+    return stats.get("search_runs", 0), stats.get("shrink_runs", 0)
 
 
 def _plural(n, word):
@@ -379,6 +389,7 @@ def _print_hunt(result, target, stopped=None):
         con.print(f"stopped by {stopped} after {result.schedules} schedules; every find below is on disk")
     if not result.found:
         extra = " (space exhausted)" if result.exhausted else ""
+        con.print(_coverage_line(result))
         con.print(f"no violation in {escape(str(what))}: {_covered(result)}{extra}")
         return
     for v in result.violations:
@@ -390,7 +401,17 @@ def _print_hunt(result, target, stopped=None):
             + (f", {len(rep['injected'])} injected failure{'s' if len(rep['injected']) > 1 else ''}" if rep.get("injected") else "")
         )
         con.print(f"  report: {escape(str(v.path))} (and .txt)")
+    con.print(_coverage_line(result))
     con.print(_covered(result))
+
+
+def _coverage_line(result):
+    """``coverage: 21 lock edges, 43 alias pairs, ...`` (stress.search.coverage)."""
+    c = result.coverage_counts
+    return (
+        f"coverage: {_plural(c['lock'], 'lock edge')}, {_plural(c['alias'], 'alias pair')}, "
+        f"{_plural(c['overlap'], 'overlapping operation pair')}, {_plural(c['func'], 'driver function')}"
+    )
 
 
 # -- replay -----------------------------------------------------------------------
@@ -464,25 +485,4 @@ def cmd_drivers(args):
         width = max(len(n) for n, _ in rows)
         for n, s in rows:
             print(f"{n.ljust(width)}  {s}".rstrip())
-    return 0
-
-
-# -- bench ------------------------------------------------------------------------
-
-
-def cmd_bench(args):
-    from .bench import run_bench
-
-    figures = run_bench(quick=args.quick)
-    if args.json:
-        print(json.dumps(figures, sort_keys=True))
-    else:
-        from rich.table import Table
-
-        table = Table(title="iommu-stress bench")
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for k, v in figures.items():
-            table.add_row(k, f"{v:,.1f}" if isinstance(v, float) else str(v))
-        _print_rich(table)
     return 0

@@ -21,10 +21,10 @@ import trio
 
 from model.kernel import Shared, SpinLock, spin_lock, spin_unlock
 
-from .engine import explore
-from .workload import DEFAULT_WORKLOAD, driver_scenario, workload_config
+from ..engine import explore
+from ..workload import DEFAULT_WORKLOAD, driver_scenario, workload_config
 
-__all__ = ["run_bench", "raw_handoffs_per_s", "lock_loop"]
+__all__ = ["run_bench", "raw_handoffs_per_s", "lock_loop", "engine_points_per_s", "workload_rate", "bench_workload", "bench_soak"]
 
 
 def raw_handoffs_per_s(n=100_000):
@@ -90,20 +90,39 @@ def _points_per_s(scenario, strategy, schedules, **kw):
     return result.points / elapsed, result.schedules / elapsed
 
 
-def run_bench(quick=False):
-    n = 20_000 if quick else 200_000
-    iters = 200 if quick else 2_000
-    figures = {}
-    figures["raw_handoffs_per_s"] = raw_handoffs_per_s(n)
-    scen = lock_loop(iters)
+def engine_points_per_s(quick=False):
+    """``(raw_handoffs_per_s, points_per_s_pct, points_per_s_random)``: the bare
+    Trio switch and the engine's points/s on :func:`lock_loop` (lockdep and
+    the race checker on, no model)."""
+    raw = raw_handoffs_per_s(20_000 if quick else 200_000)
+    scen = lock_loop(200 if quick else 2_000)
     pts, _ = _points_per_s(scen, "pct", 5 if quick else 20)
-    figures["points_per_s_pct"] = pts
     pts_r, _ = _points_per_s(scen, "random", 2 if quick else 10)
+    return raw, pts, pts_r
+
+
+def run_bench(quick=False):
+    figures = {}
+    raw, pts, pts_r = engine_points_per_s(quick)
+    figures["raw_handoffs_per_s"] = raw
+    figures["points_per_s_pct"] = pts
     figures["points_per_s_random"] = pts_r
     figures["engine_vs_raw"] = figures["points_per_s_pct"] / figures["raw_handoffs_per_s"]
     figures.update(bench_workload(quick, figures["points_per_s_pct"]))
     figures.update(bench_soak(quick))
     return figures
+
+
+def workload_rate(cfg, n):
+    """``(seconds per schedule, points per schedule)`` of ``n`` PCT schedules
+    (seed 0, every checker, no shrinking) of the workload ``cfg`` on vsi-fixed,
+    which finds nothing there (a find raises: the figure would be wrong)."""
+    t0 = time.perf_counter()
+    result = explore(driver_scenario("vsi-fixed", cfg), strategy="pct", schedules=n, seed=0, shrink=False)
+    elapsed = time.perf_counter() - t0
+    if result.found:
+        raise RuntimeError(f"vsi-fixed reported {result.violations[0].kind} in the bench workload")
+    return elapsed / n, result.points / n
 
 
 def bench_workload(quick, bare_points_per_s):
@@ -117,17 +136,9 @@ def bench_workload(quick, bare_points_per_s):
     with empty programs, and ``model_cost_per_point_after_boot`` leaves it
     out.
     """
-    def rate(cfg, n):
-        t0 = time.perf_counter()
-        result = explore(driver_scenario("vsi-fixed", cfg), strategy="pct", schedules=n, seed=0, shrink=False)
-        elapsed = time.perf_counter() - t0
-        if result.found:
-            raise RuntimeError(f"vsi-fixed reported {result.violations[0].kind} in the bench workload")
-        return elapsed / n, result.points / n
-
     n = 30 if quick else 300
-    per_schedule, points = rate(workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"]), n)
-    boot, boot_points = rate(dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)]), n)
+    per_schedule, points = workload_rate(workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"]), n)
+    boot, boot_points = workload_rate(dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)]), n)
     after_boot = (points - boot_points) / max(per_schedule - boot, 1e-9)
     return {
         "workload_points_per_s": points / per_schedule,
@@ -148,8 +159,8 @@ def bench_soak(quick):
     """
     import tempfile
 
-    from .checkers import default_checkers
-    from .soak.runner import run_soak
+    from ..checkers import default_checkers
+    from ..soak.runner import run_soak
 
     n = 600 if quick else 3000
     options = {
