@@ -145,12 +145,6 @@ def locked_update(kernel):
     return [inc, inc]
 
 
-def test_bench_quick_json(capsys):
-    assert main(["bench", "--quick", "--json"]) == 0
-    figures = json.loads(capsys.readouterr().out)
-    assert figures["raw_handoffs_per_s"] > 0 and figures["points_per_s_pct"] > 0
-
-
 def test_round_trip_report_replay_identical_bytes(tmp_path):
     """report -> replay --out -> the same bytes, for a scenario and for a driver hunt."""
     for i, args in enumerate((["--scenario", "stress.examples:abba"], ["--driver", "vsi-b3-identity-step"])):

@@ -129,11 +129,15 @@ def test_drivers_in_a_pipe_is_one_whole_line_each():
     assert max(len(line) for line in lines) > 80
 
 
-def test_bench_in_a_pipe_has_no_trailing_spaces():
-    p = run("bench", "--quick")
+def test_bench_in_a_pipe_has_no_trailing_spaces(tmp_path):
+    """The table in a pipe is plain, and ``--json PATH`` keeps the same figures."""
+    path = tmp_path / "bench.json"
+    p = run("bench", "--quick", "--json", str(path))
     assert p.returncode == 0, p.stderr
     assert_plain(p.stdout)
     assert "points_per_s_pct" in p.stdout
+    figures = json.loads(path.read_text())
+    assert figures["raw_handoffs_per_s"] > 0 and figures["points_per_s_pct"] > 0
 
 
 def test_soak_and_analyze_in_a_pipe_are_plain(tmp_path):

@@ -109,8 +109,8 @@ def test_cli_reports_search_schedules_within_the_budget_and_replays(tmp_path, ca
 
 
 def test_a_hunt_is_deterministic():
-    a, sa = _hunt("B6", 1, max_runs=100)
-    b, sb = _hunt("B6", 1, max_runs=100)
+    a, sa = _hunt("B6", 1, max_runs=100, polish=False, max_shrink_runs=30)
+    b, sb = _hunt("B6", 1, max_runs=100, polish=False, max_shrink_runs=30)
     assert a is not None and b is not None
     assert (a.programs, a.decisions, a.config, a.kind) == (b.programs, b.decisions, b.config, b.kind)
     assert a.outcome.violation["message"] == b.outcome.violation["message"]

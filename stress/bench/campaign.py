@@ -369,8 +369,10 @@ def dump_json(data):
         return f' "{key}": [\n{inner}\n ]'
 
     flat = {k: v for k, v in data.items() if k not in ("jobs", "summary", "bugs")}
-    head = json.dumps(flat, indent=1, sort_keys=True)[:-2]  # without the closing "\n}"
     parts = [lines(k, data[k]) for k in ("bugs", "summary", "jobs") if k in data]
+    if not parts:  # plain figures (``bench --json PATH``)
+        return json.dumps(flat, indent=1, sort_keys=True) + "\n"
+    head = json.dumps(flat, indent=1, sort_keys=True)[:-2]  # without the closing "\n}"
     return head + ",\n" + ",\n".join(parts) + "\n}\n"
 
 

@@ -162,7 +162,7 @@ def bench_soak(quick):
     from ..checkers import default_checkers
     from ..soak.runner import run_soak
 
-    n = 600 if quick else 3000
+    n = 300 if quick else 3000
     options = {
         "target": {"driver": "vsi-fixed", "workload": workload_config()},
         "strategy": "pct",
@@ -170,7 +170,7 @@ def bench_soak(quick):
         "checkers": list(default_checkers()),
         "max_steps": 20_000,
         "pct_depth": 3,
-        "batch": 100 if quick else 250,
+        "batch": 50 if quick else 250,
     }
     t0 = time.perf_counter()
     explore(driver_scenario("vsi-fixed", options["target"]["workload"]), strategy="pct", schedules=n // 2, seed=0, shrink=False)
