@@ -506,6 +506,7 @@ def hunt_with_machine(
     counts = stats if stats is not None else {}
     for key in ("runs", "points", "examples", "search_runs", "shrink_runs"):
         counts.setdefault(key, 0)
+    coverage = counts.setdefault("coverage", set())
     smallest = []  # [(size, MachineFailure)] of the smallest failure so far
     first_failure = []  # examples run when the first failure was seen
     scale = Scale(inject_failures)
@@ -521,6 +522,8 @@ def hunt_with_machine(
         counts["runs"] += 1
         counts["points"] += out.points
         counts["shrink_runs" if first_failure else "search_runs"] += 1
+        if not first_failure and out.coverage:
+            coverage.update(out.coverage)  # the search's interleaving coverage (stats["coverage"])
 
     base = make_machine(
         make_scenario, config, kinds=kinds, table=table, checkers=checkers, max_steps=max_steps,

@@ -303,7 +303,7 @@ def _hunt_with_machine(
         pct_depth=pct_depth,
     )
     search, shrink_runs = _machine_counts(stats)
-    result = Result(schedules=search, shrink_runs=shrink_runs, points=stats.get("points", 0))
+    result = Result(schedules=search, shrink_runs=shrink_runs, points=stats.get("points", 0), coverage=stats.get("coverage", set()))
     if found is not None:
         meta = {
             "target": {"driver": name, "workload": found.config},

@@ -32,7 +32,7 @@ from ..scenarios import concretize
 from .corpus import Corpus, Entry
 from .mutate import mutate_plan
 
-__all__ = ["Guided", "FRESH_RATE", "PROGRAM_RATE"]
+__all__ = ["Guided", "FRESH_RATE", "PROGRAM_RATE", "REDRAW_RATE", "ADAPT"]
 
 #: the share of schedules drawn fresh (as PCT draws them) once the corpus has
 #: entries; with :data:`ADAPT` the least (and 1 - it the most)
