@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..soak.progress import duration_text
+from ..soak.progress import duration_text, write_line
 
 __all__ = ["make_progress", "LineProgress", "BarProgress", "eta_s", "status_line"]
 
@@ -48,13 +48,10 @@ class LineProgress:
         self.stream = stream or sys.stderr
         self.every = every
         self.last = time.monotonic()
+        self.latest = None  # the last search that ended
 
     def _write(self, line):
-        try:
-            self.stream.write(line.rstrip() + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
+        write_line(self.stream, line)
 
     def note(self, line):
         self._write(line)
@@ -71,7 +68,7 @@ class LineProgress:
         """No search ended lately: still a line every ``every`` seconds."""
         if time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
-            self._write(status_line(done, total, elapsed, getattr(self, "latest", None)))
+            self._write(status_line(done, total, elapsed, self.latest))
 
     def close(self):
         pass

@@ -46,6 +46,15 @@ def status_line(st):
     return line
 
 
+def write_line(stream, line):
+    """``line`` on ``stream``, flushed; a display never stops the work (its reader went away)."""
+    try:
+        stream.write(line.rstrip() + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 class LineProgress:
     """One plain line every ``every`` seconds on ``stream``."""
 
@@ -59,11 +68,7 @@ class LineProgress:
         if now - self.last < self.every:
             return
         self.last = now
-        try:
-            self.stream.write(status_line(st) + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
+        write_line(self.stream, status_line(st))
 
     def close(self):
         pass
