@@ -143,7 +143,7 @@ class RaceDetector:
         self.irqlock = {}  # cpu id -> clock published in the IRQ pseudo lock
         self.bhlock = {}  # cpu id -> clock published in the BH pseudo lock
         self.serving = set()  # cpu ids inside __do_softirq (its own bh off/on are no task's)
-        self.synced = {}  # id(obj) -> clock published by the last sync on it
+        self.synced = {}  # id(obj) -> (obj, clock published by the last sync on it): obj kept alive, its id never reused
         self.fence = {}  # tid -> clock at its last release fence (smp_mb, fully ordered atomic)
         self.pending = {}  # tid -> clocks read by marked loads, joined at its next acquire fence
 
@@ -236,8 +236,8 @@ class RaceDetector:
         vc = self._clock(tid)
         published = self.synced.get(id(obj))
         if published:
-            _join(vc, published)
-        self.synced[id(obj)] = dict(vc)
+            _join(vc, published[1])
+        self.synced[id(obj)] = (obj, dict(vc))
         vc[tid] += 1
 
     def _fence(self, tid):

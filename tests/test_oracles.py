@@ -308,3 +308,29 @@ def test_isolation_oracle_domain_the_device_may_not_use():
     allowed = splat.split("may use now: ")[1].splitlines()[0]
     through = msg.split("via a table walk: through ")[1].split(", which")[0]
     assert through not in allowed  # the domain walked is not among those listed
+
+
+def test_isolation_books_never_lend_a_dead_objects_address():
+    """The isolation oracle's books key table pages and domains by the objects
+    (holding them), never by ``id()``: a page or domain freed during the run
+    cannot pass its owner or its live mappings to a new object that takes its
+    address (CPython reuses a freed object's address at once)."""
+    from stress.oracles.isolation import IsolationOracle
+
+    class Obj:
+        pass
+
+    oracle = IsolationOracle(kernel=None)
+    cpu = type("Cpu", (), {"id": 0})()
+    domain = Obj()
+    for _ in range(50):
+        page, dom = Obj(), Obj()
+        oracle.iommu(cpu, "domain_alloc", {"pages": [page], "domain": domain})
+        info = {"domain": dom, "iova": 0x1000, "size": 0x1000, "paddr": 0x5000}
+        oracle.iommu(cpu, "map_begin", info)
+        oracle.iommu(cpu, "map_end", dict(info, ret=0))
+        del page, dom, info
+    # new objects of the same class, where the dead ones lived
+    fresh = [Obj() for _ in range(200)]
+    assert not any(oracle.tables.get(o) is not None for o in fresh)
+    assert not any(oracle.live.get((o, 1)) for o in fresh)

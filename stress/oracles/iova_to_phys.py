@@ -69,8 +69,10 @@ class IovaToPhysOracle:
         self.live = {}  # (domain, iova pfn) -> [_Mapping] that may be live
         self.unmaps = {}  # domain -> [(first pfn, end pfn, _Unmap)]: every unmap begun on it
         self.maps = {}  # (cpu id, domain, iova, size) -> stack of [(key, _Mapping)] of maps in flight
-        self.unmapping = {}  # id(unmap info) -> _Unmap in flight
-        self.queries = {}  # id(iova_to_phys info) -> begin time
+        # an info dict is not hashable: keyed by id(), and kept alive beside
+        # its entry so that no other dict can take its id while it is in flight
+        self.unmapping = {}  # id(unmap info) -> (info, _Unmap) in flight
+        self.queries = {}  # id(iova_to_phys info) -> (info, begin time)
 
     def iommu(self, cpu, what, info):
         self.clock += 1
@@ -84,11 +86,11 @@ class IovaToPhysOracle:
         elif what == "unmap_end":
             self._unmap_end(info, now)
         elif what == "iova_to_phys_begin":
-            self.queries[id(info)] = now
+            self.queries[id(info)] = (info, now)
         elif what == "iova_to_phys_end":
-            begin = self.queries.pop(id(info), None)
-            if begin is not None:
-                self._check(cpu, info, begin)
+            begun = self.queries.pop(id(info), None)
+            if begun is not None:
+                self._check(cpu, info, begun[1])
         elif what == "domain_free":
             self._forget(info["domain"])
 
@@ -125,12 +127,13 @@ class IovaToPhysOracle:
         u = _Unmap(now)
         pages = self._pages(info["iova"], info["size"])
         self.unmaps.setdefault(info["domain"], []).append((pages.start, pages.stop, u))
-        self.unmapping[id(info)] = u
+        self.unmapping[id(info)] = (info, u)
 
     def _unmap_end(self, info, now):
-        u = self.unmapping.pop(id(info), None)
-        if u is None:
+        begun = self.unmapping.pop(id(info), None)
+        if begun is None:
             return
+        u = begun[1]
         u.end = now
         unmapped = info["unmapped"] or 0
         if unmapped <= 0:

@@ -70,12 +70,15 @@ class IsolationOracle:
     def __init__(self, kernel):
         self.kernel = kernel
         self.clock = 0
-        self.live = {}  # (domain id, iova pfn) -> [_Mapping]
-        self.tables = {}  # table page id -> domain
+        # keyed by the objects themselves (identity), never by id(): the
+        # books hold them alive, so a freed page or domain can never lend its
+        # address to a new one and its mappings or owner with it
+        self.live = {}  # (domain, iova pfn) -> [_Mapping]
+        self.tables = {}  # table page -> domain
         self.attaching = {}  # dev -> (old, new)
         self.attached = {}  # dev -> domain of the last successful attach
-        self.maps = {}  # id(info-key) -> [(key, _Mapping)] of a map in progress
-        self.unmaps = {}  # id(unmap info) -> begin time
+        self.maps = {}  # (cpu id, domain, iova, size) -> [[(key, _Mapping)]] of maps in progress
+        self.unmaps = {}  # id(unmap info) -> (info, begin time): the info kept alive with its id
 
     # -- the core's truth ---------------------------------------------------------
 
@@ -84,7 +87,7 @@ class IsolationOracle:
         now = self.clock
         if what == "domain_alloc":
             for page in info["pages"]:
-                self.tables[id(page)] = info["domain"]
+                self.tables[page] = info["domain"]
         elif what == "attach_begin":
             self.attaching[info["dev"]] = (info["old"], info["new"])
         elif what == "attach_end":
@@ -96,15 +99,15 @@ class IsolationOracle:
         elif what == "map_end":
             self._map_end(cpu, info)
         elif what == "unmap_begin":
-            self.unmaps[id(info)] = now  # the same dict comes back in unmap_end, maybe on another CPU (flush queue)
+            self.unmaps[id(info)] = (info, now)  # the same dict comes back in unmap_end, maybe on another CPU (flush queue)
         elif what == "unmap_end":
             self._unmap_end(cpu, info)
 
     def _map_key(self, cpu, info):
-        return (cpu.id, id(info["domain"]), info["iova"], info["size"])
+        return (cpu.id, info["domain"], info["iova"], info["size"])
 
     def _map_begin(self, cpu, info, now):
-        d, iova, paddr = id(info["domain"]), info["iova"] >> PAGE, info["paddr"] >> PAGE
+        d, iova, paddr = info["domain"], info["iova"] >> PAGE, info["paddr"] >> PAGE
         added = []
         for i in range((info["size"] + (1 << PAGE) - 1) >> PAGE):
             m = _Mapping(paddr + i, now)
@@ -127,10 +130,11 @@ class IsolationOracle:
                 m.end = self.clock
 
     def _unmap_end(self, cpu, info):
-        d = id(info["domain"])
-        begin = self.unmaps.pop(id(info), None)
-        if begin is None or not info["unmapped"]:
+        d = info["domain"]
+        begun = self.unmaps.pop(id(info), None)
+        if begun is None or not info["unmapped"]:
             return
+        begin = begun[1]
         iova = info["iova"] >> PAGE
         for i in range(info["unmapped"] >> PAGE):
             lst = self.live.get((d, iova + i))
@@ -162,14 +166,14 @@ class IsolationOracle:
                 return
             self._report(master, acc, None, allowed, "translation is off (identity bypass)", "identity bypass")
             return
-        domain = self.tables.get(id(acc.base))
+        domain = self.tables.get(acc.base)
         if domain is None:
             self._report(master, acc, None, allowed, f"the walk went through {acc.base!r}, no domain's tables", "tables of no domain")
             return
         if not any(d is domain for d in allowed):
             self._report(master, acc, domain, allowed, f"through {domain!r}, which the device may not use now", "a domain the device may not use")
             return
-        lst = self.live.get((id(domain), acc.iova >> PAGE), ())
+        lst = self.live.get((domain, acc.iova >> PAGE), ())
         if any(m.paddr == acc.paddr >> PAGE for m in lst):
             return
         self._report(master, acc, domain, allowed, f"{domain!r} does not map {acc.iova:#x} to {acc.paddr:#x}", "an unmapped IOVA")
