@@ -64,6 +64,7 @@ class Outcome:
     fail_points: int = 0  # failure points passed (failure injection on)
     injected: list = field(default_factory=list)  # the failures injected: {call, result, cpu, op, where, point, ...}
     coverage: set | None = None  # interleaving coverage features (``coverage=True``), stress.search.coverage
+    hazards: set | None = None  # the oracles' near misses it reached (``coverage=True``), ditto
 
     @property
     def kind(self):
@@ -110,6 +111,7 @@ async def run_schedule_async(
         sched.fail_points,
         sched.injected,
         cov.features if cov is not None else None,
+        cov.hazards if cov is not None else None,
     )
 
 

@@ -113,6 +113,7 @@ class Tlb:
         self.retention = frozenset(retention)
         self.walk_levels = frozenset(walk_cache)  # WALK_CACHE_LEVELS the MMU caches
         self.walk = {}  # physical address of the table word -> WalkCacheEntry
+        self.invalidations = 0  # zaps and losses so far (observers compare counts)
 
     def lose(self, event):
         """``event`` (one of :data:`RETENTION_EVENTS`) happened: the entries
@@ -126,6 +127,7 @@ class Tlb:
         else:
             self.entries.clear()
             self.walk.clear()
+            self.invalidations += 1
 
     def lookup(self, iova):
         return self.entries.get(iova >> 12)
@@ -136,11 +138,13 @@ class Tlb:
     def zap_all(self):
         self.entries.clear()
         self.walk.clear()
+        self.invalidations += 1
 
     def zap_line(self, iova):
         """rk ZAP_ONE_LINE: the line of ``iova`` and the DTE cached for its
         4 MiB (whatever DT it was read from: the line is named by IOVA)."""
         iova &= 0xFFFFFFFF
+        self.invalidations += 1
         self.entries.pop(iova >> 12, None)
         if self.walk:
             idx = iova >> 22

@@ -248,6 +248,12 @@ def hw_references(hw):
     return refs
 
 
+def base_page(hw):
+    """The table page the base register names (VSI's PTA, rk's DT), or None."""
+    mask = 0xFFFFFFFF if hw.layout == "vsi" else RK_DTE_PT_ADDRESS_MASK
+    return hw.kernel.mm.lookup(hw.base & mask)
+
+
 def reachable_pages(hw):
     """Every table page the walker could read now (device view), for oracles."""
     mm = hw.kernel.mm

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..choosers import Plan
 
-__all__ = ["Entry", "Corpus", "RECENT", "RARE_SAMPLE"]
+__all__ = ["Entry", "Corpus", "RECENT", "RARE_SAMPLE", "HAZARD_RATE", "HAZARDS"]
 
 #: picks favour the entries added last (AFL's "favoured recent finds")
 RECENT = 32
@@ -31,6 +31,11 @@ RECENT = 32
 RECENT_RATE = 0.5
 #: features sampled per rare pick (the rarest of them chooses the parent)
 RARE_SAMPLE = 8
+#: the share of picks among the entries that reached an oracle's near miss
+#: (``Outcome.hazards``), once there are any
+HAZARD_RATE = 0.5
+#: how many of the latest near-miss entries those picks choose from
+HAZARDS = 16
 
 
 def _key_json(key):
@@ -48,6 +53,7 @@ class Entry:
     plan: Plan
     keys: tuple  # the threads the plan ranked, in order of appearance
     features: tuple  # the features this entry was the first to reach
+    hazards: tuple = ()  # the oracles' near misses its run reached (stress.search.coverage)
 
     @property
     def new(self):
@@ -60,11 +66,19 @@ class Entry:
             "plan": self.plan.to_json(),
             "keys": [_key_json(k) for k in self.keys],
             "features": [list(f) for f in self.features],
+            "hazards": [list(h) for h in self.hazards],
         }
 
     @classmethod
     def from_json(cls, d):
-        return cls(d["target"], d["program"], Plan.from_json(d["plan"]), tuple(_key(k) for k in d["keys"]), tuple(tuple(f) for f in d["features"]))
+        return cls(
+            d["target"],
+            d["program"],
+            Plan.from_json(d["plan"]),
+            tuple(_key(k) for k in d["keys"]),
+            tuple(tuple(f) for f in d["features"]),
+            tuple(tuple(h) for h in d.get("hazards", ())),
+        )
 
 
 class Corpus:
@@ -76,6 +90,7 @@ class Corpus:
         self.hits = dict.fromkeys(self.features, 1)
         self.first = {}  # feature -> the entry that first reached it
         self.order = []  # the features entries reached first, in that order (for picks)
+        self.hazards = []  # the entries whose runs reached a near miss, in order
         for e in entries:
             self._add(e)
 
@@ -84,6 +99,8 @@ class Corpus:
 
     def _add(self, entry):
         self.entries.append(entry)
+        if entry.hazards:
+            self.hazards.append(entry)
         for f in entry.features:
             if f not in self.first:
                 self.first[f] = entry
@@ -91,25 +108,35 @@ class Corpus:
                 self.features.add(f)
                 self.hits.setdefault(f, 1)
 
-    def learn(self, features, make_entry):
+    def learn(self, features, make_entry, hazards=()):
         """Count ``features``' hits; add ``make_entry(new features)`` if any is
-        new; the entry or None."""
+        new or the run reached a near miss (``hazards``); the entry or None."""
         hits = self.hits
         for f in features:
             hits[f] = hits.get(f, 0) + 1
         new = features - self.features
         if not new:
-            return None
+            if not hazards:
+                return None
+            entry = make_entry(())
+            self._add(entry)
+            return entry
         self.features |= new
         entry = make_entry(tuple(sorted(new)))
         self._add(entry)
         return entry
 
     def pick(self, rng):
-        """A parent: half the time one of the :data:`RECENT` last entries, else
-        the entry that first reached the rarest of :data:`RARE_SAMPLE` features
-        drawn at random (FairFuzz's rare branches: dig where few runs went)."""
+        """A parent: in :data:`HAZARD_RATE` of the picks, once there are any, one
+        of the :data:`HAZARDS` latest entries that reached an oracle's near miss
+        (one step short of a finding: dig there); else half the time one of the
+        :data:`RECENT` last entries, else the entry that first reached the
+        rarest of :data:`RARE_SAMPLE` features drawn at random (FairFuzz's rare
+        branches: dig where few runs went)."""
         entries = self.entries
+        hazards = self.hazards
+        if hazards and rng.random() < HAZARD_RATE:
+            return hazards[-1 - rng.randrange(min(HAZARDS, len(hazards)))]
         if rng.random() < RECENT_RATE or not self.order:
             return entries[-1 - rng.randrange(min(RECENT, len(entries)))]
         order, hits = self.order, self.hits

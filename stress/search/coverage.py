@@ -27,6 +27,23 @@ process (no object ids, no addresses), so corpora and soaks compare them.
 Boot and teardown run alone (``cpu.id < 0``): they make no alias or overlap
 feature, but their lock edges and driver functions count.
 
+Beside the features it keeps ``hazards``: near misses of an oracle, states
+one step short of a finding, for the guided strategy to dig at (they are
+not coverage: a run that reaches one again is still worth a child):
+
+* ``("tlb-line-outlives-unmap", state)`` - an unmap returned while an
+  IOTLB line still translates one of its IOVAs through the tables of the
+  domain it was unmapped from (``state``: ``translating`` or ``off``, the
+  MMU's paging at that moment).  One DMA through that line later is a
+  ``stale-tlb``; a lazy unmap's line (flush queue) is gone by its
+  ``unmap_end``, so correct drivers reach it only with the MMU off, where
+  the driver zaps on re-enable;
+* ``("unmap-missed-a-translating-iommu",)`` - an unmap returned while an
+  MMU that translates through the domain's tables (clocked, paging on, its
+  base register on one of them) saw no invalidation since the unmap began:
+  a lost flush, one DMA fill short of a stale line (a lazy unmap's
+  ``unmap_end`` comes after its flush queue's flush).
+
 It is cheap enough to watch every schedule of a search: a few dictionary
 operations per event and one short frame walk (cached per code object) per
 cell, table word or register access.  It never reports.
@@ -36,6 +53,7 @@ from __future__ import annotations
 
 import sys
 
+from model.hw.walker import base_page
 from model.kernel.stacks import model_stack
 
 __all__ = ["Coverage", "KINDS", "counts", "feature_kind"]
@@ -79,7 +97,11 @@ class Coverage:
     """One run's features (``features``: a set); attach with ``kernel.attach``."""
 
     def __init__(self, kernel):
+        self.kernel = kernel
         self.features = set()
+        self.hazards = set()  # oracle near misses (see the module doc)
+        self.tables = {}  # table page -> the domain whose tables it holds (domain_alloc)
+        self.unmapping = {}  # id(unmap info) -> (info, {MMU: its TLB's invalidations at unmap_begin})
         self.last = {}  # memory key -> (cpu id, site, is_write) of its last access by a CPU
         self.writer = {}  # table page -> site of the last CPU write to it
         self.running = {}  # cpu id -> kind of the operation in flight
@@ -141,6 +163,36 @@ class Coverage:
         site = self._driver_site()
         if cpu.id >= 0:
             self._alias(cpu, (hw, reg), f"reg:{reg:#x}", site, is_write)
+
+    def iommu(self, cpu, what, info):
+        if what == "domain_alloc":
+            for page in info["pages"]:
+                self.tables[page] = info["domain"]
+        elif what == "unmap_begin":
+            self.unmapping[id(info)] = (info, {hw: hw.tlb.invalidations for hw in self._mmus()})
+        elif what == "unmap_end":
+            begun = self.unmapping.pop(id(info), None)
+            if info.get("unmapped"):
+                self._lines_outliving(info["domain"], info["iova"], info["iova"] + info["unmapped"])
+                if begun is not None:
+                    self._missed_flush(info["domain"], begun[1])
+
+    def _mmus(self):
+        return [hw for hw in self.kernel.devices if getattr(hw, "tlb", None) is not None]
+
+    def _missed_flush(self, domain, before):
+        for hw, n in before.items():
+            if hw.tlb.invalidations == n and hw.paging and hw.powered and self.tables.get(base_page(hw)) is domain:
+                self.hazards.add(("unmap-missed-a-translating-iommu",))
+                return
+
+    def _lines_outliving(self, domain, lo, hi):
+        tables = self.tables
+        for hw in self._mmus():
+            for e in hw.tlb.entries.values():
+                if lo <= e.iova < hi and tables.get(e.fill.base) is domain:
+                    self.hazards.add(("tlb-line-outlives-unmap", "translating" if hw.paging else "off"))
+                    return
 
     def op_begin(self, cpu, name):
         kind = name.split("(", 1)[0]

@@ -11,7 +11,10 @@ the entry's programs mutated too (an operation added or dropped, or one
 CPU's program spliced from another entry's) when the scenario family can
 (``mutate`` and ``concrete``, :class:`stress.workload.DriverWorkload`).
 A run that exercises an interleaving feature (:mod:`.coverage`) no earlier
-run had joins the corpus.  Fresh schedules keep a share of the search
+run had joins the corpus, and so does a run that came one step short of a
+finding (an oracle's near miss, ``Outcome.hazards``): those are the parents
+of :data:`~.corpus.HAZARD_RATE` of the children, where one more DMA in the
+right place is the bug.  Fresh schedules keep a share of the search
 between :data:`FRESH_RATE` and its complement, leaning toward whichever of
 fresh schedules and children reaches new coverage more often
 (:meth:`Guided.fresh_rate`), so guided never stops exploring the way PCT
@@ -110,7 +113,8 @@ class Guided:
             program = index
         if not out.coverage:
             return None
-        entry = self.corpus.learn(out.coverage, lambda new: Entry(target, program, chooser.plan, tuple(chooser.keys), new))
+        hazards = tuple(sorted(out.hazards or ()))
+        entry = self.corpus.learn(out.coverage, lambda new: Entry(target, program, chooser.plan, tuple(chooser.keys), new, hazards), hazards)
         if entry is not None:
             arm[0] += 1
             self.added.append(entry)
