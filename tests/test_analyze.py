@@ -90,6 +90,20 @@ def test_signatures_discovery_and_coverage(soak, capsys):
     if any("functions" in b for b in batches):
         reached = {r["function"] for r in data["coverage"]["functions"] if r["reached"]}
         assert reached == {k for b in batches for k, n in b.get("functions", {}).items() if n}
+    # interleaving coverage: the growth per kind never falls and ends at what
+    # the soak's coverage.json holds (the log and the file agree)
+    from stress.search.coverage import counts
+    from stress.soak.corpusfiles import load_features
+
+    on_disk = counts(load_features(soak))
+    assert all(on_disk.values())
+    growth = data["coverage"]["interleavings_growth"]
+    for kind, total in on_disk.items():
+        values = [r["features"] for r in growth if r["kind"] == kind]
+        assert values == sorted(values) and values[-1] == total, kind
+    assert {r["kind"]: r["features"] for r in data["coverage"]["interleavings"]} == on_disk
+    for r in data["coverage"]["interleavings"]:
+        assert 0 < r["per_batch"] <= r["features"]
 
 
 def _png_size(path):

@@ -51,7 +51,7 @@ def page(data, images, html_dir="."):
         if r["bad_lines"]:
             out.append(f'<p class="warn">{html.escape(r["run"])}: {r["bad_lines"]} line(s) skipped (not events: torn or corrupt)</p>')
     secs = sections(data)
-    figs_after = {"Distinct signatures": ["discovery_schedules.png", "discovery_time.png"], "Workers": ["throughput.png"], "Lock-order edges": ["coverage.png"]}
+    figs_after = {"Distinct signatures": ["discovery_schedules.png", "discovery_time.png"], "Workers": ["throughput.png"], "Lock-order edges": ["coverage.png"], "Interleaving coverage": ["interleavings.png"]}
     placed = set()
     for title, cols, rows, note in secs:
         out.append(f"<h2>{html.escape(title)}</h2>")

@@ -8,6 +8,9 @@ One figure per question, several runs as several lines in each:
 ``throughput.png``          schedules/s and points/s per time bucket
 ``coverage.png``            distinct op kinds, overlap pairs, lock edges, functions
                             reached, against schedules done
+``interleavings.png``       distinct interleaving features (lock edges, alias pairs,
+                            overlapping operations, driver functions) against
+                            schedules done (stress.search.coverage)
 =========================== ============================================================
 
 Every PNG is ``FIGSIZE`` inches at ``DPI``: :data:`WIDTH` x :data:`HEIGHT` pixels.
@@ -35,7 +38,11 @@ FIGURES = {
     "discovery_time.png": "Distinct signatures found vs running time",
     "throughput.png": "Throughput over time",
     "coverage.png": "Coverage growth vs schedules run",
+    "interleavings.png": "Interleaving coverage growth vs schedules run",
 }
+
+#: the interleaving feature kinds (stress.search.coverage.KINDS) as the plot names them
+_INTERLEAVING_TITLES = {"lock": "lock-order edges", "alias": "alias pairs", "overlap": "overlapping operations", "func": "driver functions"}
 
 
 def _by_run(rows, labels):
@@ -101,9 +108,21 @@ def _throughput(data):
 
 
 def _coverage(data):
-    fig = _new(FIGURES["coverage.png"])
     growth = data["coverage"]["growth"]
     metrics = [m for m in ("op kinds", "overlap pairs", "lock edges", "functions") if any(r["metric"] == m for r in growth)]
+    return _growth_grid(FIGURES["coverage.png"], data, metrics, {m: [r for r in growth if r["metric"] == m] for m in metrics}, "distinct_items", "distinct {}")
+
+
+def _interleavings(data):
+    growth = data["coverage"]["interleavings_growth"]
+    kinds = [k for k in _INTERLEAVING_TITLES if any(r["kind"] == k for r in growth)]
+    return _growth_grid(FIGURES["interleavings.png"], data, [_INTERLEAVING_TITLES[k] for k in kinds], {_INTERLEAVING_TITLES[k]: [r for r in growth if r["kind"] == k] for k in kinds}, "features", "{}")
+
+
+def _growth_grid(title, data, metrics, rows_of, value, label):
+    """One small step plot per metric (``rows_of[metric]``: rows with ``run``,
+    ``schedules`` and ``value``), every run a line in each."""
+    fig = _new(title)
     if not metrics:
         _empty(fig.add_subplot(), "no coverage recorded in the log")
         return fig
@@ -114,10 +133,10 @@ def _coverage(data):
         ax.set_visible(False)
     small = rows > 1
     for ax, m in zip(axes, metrics):
-        for lab, rows in _by_run([r for r in growth if r["metric"] == m], data["labels"]).items():
+        for lab, rows in _by_run(rows_of[m], data["labels"]).items():
             if rows:
-                ax.plot([0] + [r["schedules"] for r in rows], [0] + [r["distinct_items"] for r in rows], drawstyle="steps-post", marker="o", markersize=3, label=lab)
-        ax.set_title(f"distinct {m}", fontsize=8 if small else 10)
+                ax.plot([0] + [r["schedules"] for r in rows], [0] + [r[value] for r in rows], drawstyle="steps-post", marker="o", markersize=3, label=lab)
+        ax.set_title(label.format(m), fontsize=8 if small else 10)
         ax.set_xlabel("schedules run", fontsize=8 if small else 10)
         ax.set_ylabel("count", fontsize=8 if small else 10)
         ax.tick_params(labelsize=7 if small else 9)
@@ -135,6 +154,7 @@ def figures(data):
         "discovery_time.png": _discovery(data, "elapsed_s", "running time (s)", FIGURES["discovery_time.png"]),
         "throughput.png": _throughput(data),
         "coverage.png": _coverage(data),
+        "interleavings.png": _interleavings(data),
     }
 
 

@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 #: the typed columns read from each event line (missing keys are NULL; unknown keys ignored).
-#: ``ops``/``overlaps``/``functions`` are maps ``{name: n}``; ``lock_edges`` is ``[[a, b], ...]``.
+#: ``ops``/``overlaps``/``functions`` are maps ``{name: n}``; ``lock_edges`` is ``[[a, b], ...]``;
+#: ``interleavings``/``interleavings_new`` map a kind of interleaving feature (stress.search.coverage) to a count.
 EVENT_COLUMNS = {
     "event": "VARCHAR",
     "time": "TIMESTAMPTZ",
@@ -53,6 +54,8 @@ EVENT_COLUMNS = {
     "ops": "MAP(VARCHAR, BIGINT)",
     "overlaps": "MAP(VARCHAR, BIGINT)",
     "functions": "MAP(VARCHAR, BIGINT)",
+    "interleavings": "MAP(VARCHAR, BIGINT)",
+    "interleavings_new": "MAP(VARCHAR, BIGINT)",
     "lock_edges": "VARCHAR[][]",
     "finds": "BIGINT",
     "signature": "VARCHAR",
@@ -307,7 +310,8 @@ QUERIES = {
                count(*) FILTER (WHERE event = 'batch' AND "overlaps" IS NOT NULL) > 0 AS "overlaps",
                count(*) FILTER (WHERE event = 'batch' AND lock_edges IS NOT NULL) > 0 AS lock_edges,
                count(*) FILTER (WHERE event = 'batch' AND functions IS NOT NULL) > 0 AS functions,
-               count(*) FILTER (WHERE event = 'soak_start' AND driver_functions IS NOT NULL) > 0 AS driver_functions
+               count(*) FILTER (WHERE event = 'soak_start' AND driver_functions IS NOT NULL) > 0 AS driver_functions,
+               count(*) FILTER (WHERE event = 'batch' AND interleavings_new IS NOT NULL) > 0 AS interleavings
         FROM ev GROUP BY run ORDER BY run
         """,
     ),
@@ -341,6 +345,31 @@ QUERIES = {
             SELECT e.run, e.metric, e.schedules, (SELECT count(*) FROM firsts f WHERE f.run = e.run AND f.metric = e.metric)
             FROM ends e
         ) GROUP BY ALL ORDER BY run, metric, schedules
+        """,
+    ),
+    "interleavings_growth": (
+        "Interleaving coverage (stress.search.coverage) against schedules done: the distinct features "
+        "of each kind the soak had reached after each batch (running sum of batch.interleavings_new).",
+        """
+        WITH news AS (
+            SELECT run, n, cum_schedules, unnest(map_keys(interleavings_new)) AS kind,
+                   unnest(map_values(interleavings_new)) AS k
+            FROM ev WHERE event = 'batch' AND interleavings_new IS NOT NULL
+        )
+        SELECT run, kind, cum_schedules AS schedules,
+               sum(k) OVER (PARTITION BY run, kind ORDER BY n) AS features
+        FROM news ORDER BY run, kind, schedules
+        """,
+    ),
+    "interleavings": (
+        "Interleaving features reached, by kind: the soak's total (sum of batch.interleavings_new) and the "
+        "mean a batch reached (batch.interleavings): a batch far below the total explores a corner.",
+        """
+        SELECT run, kind, sum(coalesce(map_extract(interleavings_new, kind)[1], 0)) AS features,
+               round(avg(k), 1) AS per_batch FROM (
+            SELECT run, interleavings_new, unnest(map_keys(interleavings)) AS kind, unnest(map_values(interleavings)) AS k
+            FROM ev WHERE event = 'batch' AND interleavings IS NOT NULL
+        ) GROUP BY ALL ORDER BY run, kind
         """,
     ),
 }

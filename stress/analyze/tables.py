@@ -79,6 +79,8 @@ def collect(analysis, bucket_s=None):
             "lock_edges": a.query("lock_edges"),
             "functions": a.query("functions"),
             "growth": a.query("coverage_growth"),
+            "interleavings": a.query("interleavings"),
+            "interleavings_growth": a.query("interleavings_growth"),
         },
     }
 
@@ -158,7 +160,16 @@ def sections(data):
     out.append(("Workers", with_run(["worker", "host", "batches", "schedules", "points", "busy_s", "schedules_per_s", "points_per_s"]), data["workers"], "schedules_per_s: per busy second of that worker"))
     out.append(("Sessions", with_run(["session", "time", "resumed", "workers", "at_elapsed_s", "at_schedules"]), data["sessions"], None))
     out.append(("Lost workers", with_run(["time", "elapsed_s", "batch", "range", "error", "alive"]), data["lost"], None))
-    out.append(("Coverage recorded", with_run(["ops", "overlaps", "lock_edges", "functions", "driver_functions"]), cov["recorded"], "fields the log carries (older logs and hunt logs lack some)"))
+    out.append(("Coverage recorded", with_run(["ops", "overlaps", "lock_edges", "functions", "driver_functions", "interleavings"]), cov["recorded"], "fields the log carries (older logs and hunt logs lack some)"))
+    out.append(
+        (
+            "Interleaving coverage",
+            with_run(["kind", "features", "per_batch"]),
+            cov["interleavings"],
+            "features: distinct interleaving features of the kind the soak reached (lock-order edges, alias pairs, "
+            "overlapping operations, driver functions); per_batch: the mean a batch reached",
+        )
+    )
     out.append(("Operations run", ["op", *labels], pivot(cov["ops"], ["op"], "count", labels), "sum of batch.ops"))
     out.append(("Overlapping operation pairs", ["op_a", "op_b", *labels], pivot(cov["overlaps"], ["op_a", "op_b"], "count", labels), "pairs of kinds that overlapped in time on different CPUs (sum of batch.overlaps)"))
     out.append(("Lock-order edges", ["lock_a", "lock_b", *labels], pivot(cov["lock_edges"], ["lock_a", "lock_b"], "batches", labels), "batches that saw the edge lock_a -> lock_b"))
