@@ -87,7 +87,7 @@ def test_corpus_learns_only_new_features_and_round_trips():
 def test_near_miss_entries_are_kept_picked_and_round_trip():
     """A run that reached an oracle's near miss joins the corpus even with no
     new feature, and such entries take HAZARD_RATE of the picks."""
-    from stress.search.corpus import HAZARD_RATE
+    from stress.search.corpus import HAZARD_RATE, HAZARDS
 
     c = Corpus()
     plan = Plan((3, 1), (5,), 0)
@@ -99,6 +99,10 @@ def test_near_miss_entries_are_kept_picked_and_round_trip():
     assert Corpus([made]).hazards == [made]  # as a soak's batch rebuilds it
     picks = [c.pick(random.Random(i)).program for i in range(400)]
     assert abs(picks.count(1) / 400 - (HAZARD_RATE + (1 - HAZARD_RATE) * 0.5 * 0.5)) < 0.1
+    # a near miss reached again and again keeps HAZARDS entries, not one per run
+    for i in range(3 * HAZARDS):
+        c.learn({("lock", "", "a")}, lambda new: Entry(None, 2 + i, plan, (0,), new, near), near)
+    assert len(c.hazards) == HAZARDS
 
 
 def test_a_lost_flush_is_a_near_miss_one_dma_short_of_a_find():

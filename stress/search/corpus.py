@@ -34,7 +34,9 @@ RARE_SAMPLE = 8
 #: the share of picks among the entries that reached an oracle's near miss
 #: (``Outcome.hazards``), once there are any
 HAZARD_RATE = 0.5
-#: how many of the latest near-miss entries those picks choose from
+#: how many of the latest near-miss entries those picks choose from, and
+#: how many runs that reached the same near misses and nothing new a corpus
+#: keeps (a near miss common in some driver cannot flood a soak's corpus)
 HAZARDS = 16
 
 
@@ -91,6 +93,7 @@ class Corpus:
         self.first = {}  # feature -> the entry that first reached it
         self.order = []  # the features entries reached first, in that order (for picks)
         self.hazards = []  # the entries whose runs reached a near miss, in order
+        self.near_only = {}  # near misses -> entries kept for them alone (no new feature)
         for e in entries:
             self._add(e)
 
@@ -101,6 +104,8 @@ class Corpus:
         self.entries.append(entry)
         if entry.hazards:
             self.hazards.append(entry)
+            if not entry.features:
+                self.near_only[entry.hazards] = self.near_only.get(entry.hazards, 0) + 1
         for f in entry.features:
             if f not in self.first:
                 self.first[f] = entry
@@ -110,13 +115,14 @@ class Corpus:
 
     def learn(self, features, make_entry, hazards=()):
         """Count ``features``' hits; add ``make_entry(new features)`` if any is
-        new or the run reached a near miss (``hazards``); the entry or None."""
+        new or the run reached near misses (``hazards``, a sorted tuple) that
+        fewer than :data:`HAZARDS` entries were kept for alone; the entry or None."""
         hits = self.hits
         for f in features:
             hits[f] = hits.get(f, 0) + 1
         new = features - self.features
         if not new:
-            if not hazards:
+            if not hazards or self.near_only.get(hazards, 0) >= HAZARDS:
                 return None
             entry = make_entry(())
             self._add(entry)
