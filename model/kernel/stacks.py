@@ -132,13 +132,18 @@ def _classify(code, globals_):
 
 class _Lines(dict):
     """A frame's text per line number, made on first use (``lines[n]``): a
-    stack walk then formats no string for a line it has shown before."""
+    stack walk then formats no string for a line it has shown before.
 
-    __slots__ = ("prefix",)
+    ``at`` holds the same text per instruction offset (``f_lasti``): a
+    frame's ``f_lineno`` is computed from its code's line table on every
+    read, its ``f_lasti`` is a field, and one offset is always one line."""
+
+    __slots__ = ("prefix", "at")
 
     def __init__(self, prefix):
         super().__init__()
         self.prefix = prefix  # "function (path:" : the text up to the line number
+        self.at = {}  # f_lasti -> the text of its line
 
     def __missing__(self, lineno):
         text = self[lineno] = f"{self.prefix}{lineno})"
@@ -203,7 +208,10 @@ def model_stack(skip=1, limit=LIMIT):
     while True:
         cls = how.__class__
         if cls is _Lines:
-            out.append(how[f.f_lineno])
+            text = how.at.get(f.f_lasti)
+            if text is None:
+                text = how.at[f.f_lasti] = how[f.f_lineno]
+            out.append(text)
         elif cls is str:
             out.append(how)
         elif how is not _SKIP:

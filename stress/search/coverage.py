@@ -64,6 +64,7 @@ KINDS = ("lock", "alias", "overlap", "func")
 _SCHED_OR_STOP = ("stress.", "trio", "outcome", "hypothesis", "_pytest", "pluggy")
 _NOT_DRIVER = ("model.kernel", "model.hw", "model.iommu", "model.workloads", "model.soc")
 _DRIVER_OF = {}  # code -> function name if a driver's, False if not, None to stop the walk
+_SITE = {}  # (code, f_lasti) -> "function:line" (f_lineno is computed on every read; f_lasti is a field)
 
 
 def _driver_of(frame):
@@ -120,7 +121,11 @@ class Coverage:
                 break
             if how:
                 self.features.add(("func", how))
-                return f"{how}:{f.f_lineno}"
+                key = (f.f_code, f.f_lasti)
+                site = _SITE.get(key)
+                if site is None:
+                    site = _SITE[key] = f"{how}:{f.f_lineno}"
+                return site
             f = f.f_back
             depth += 1
         stack = model_stack(2, limit=1)  # our frames and plumbing are skipped
