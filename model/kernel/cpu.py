@@ -97,9 +97,10 @@ class Cpu:
 _current: contextvars.ContextVar[Cpu] = contextvars.ContextVar("current")
 
 
-def current() -> Cpu:
-    """The CPU running the calling coroutine (the kernel's ``current``)."""
-    return _current.get()
+#: ``current()``: the CPU running the calling coroutine (the kernel's
+#: ``current``).  The ContextVar's own ``get``: no Python frame of its own,
+#: for it is called at nearly every event.
+current = _current.get
 
 
 def set_current(cpu: Cpu):
