@@ -33,8 +33,8 @@ not coverage: a run that reaches one again is still worth a child):
 
 * ``("tlb-line-outlives-unmap", state)`` - an unmap returned while an
   IOTLB line still translates one of its IOVAs through the tables of the
-  domain it was unmapped from (``state``: ``translating`` or ``off``, the
-  MMU's paging at that moment).  One DMA through that line later is a
+  domain it was unmapped from (``state``: ``translating`` when the MMU is
+  clocked with paging on at that moment, else ``off``).  One DMA through that line later is a
   ``stale-tlb``; a lazy unmap's line (flush queue) is gone by its
   ``unmap_end``, so correct drivers reach it only with the MMU off, where
   the driver zaps on re-enable;
@@ -196,7 +196,7 @@ class Coverage:
         for hw in self._mmus():
             for e in hw.tlb.entries.values():
                 if lo <= e.iova < hi and tables.get(e.fill.base) is domain:
-                    self.hazards.add(("tlb-line-outlives-unmap", "translating" if hw.paging else "off"))
+                    self.hazards.add(("tlb-line-outlives-unmap", "translating" if hw.paging and hw.powered else "off"))
                     return
 
     def op_begin(self, cpu, name):
