@@ -34,10 +34,11 @@ not coverage: a run that reaches one again is still worth a child):
 * ``("tlb-line-outlives-unmap", state)`` - an unmap returned while an
   IOTLB line still translates one of its IOVAs through the tables of the
   domain it was unmapped from (``state``: ``translating`` when the MMU is
-  clocked with paging on at that moment, else ``off``).  One DMA through that line later is a
-  ``stale-tlb``; a lazy unmap's line (flush queue) is gone by its
-  ``unmap_end``, so correct drivers reach it only with the MMU off, where
-  the driver zaps on re-enable;
+  clocked with paging on at that moment, else ``off``).  One DMA through
+  that line later is a ``stale-tlb``.  A lazy unmap's line (flush queue)
+  is gone by its ``unmap_end``; a correct driver reaches it with the MMU
+  off (it zaps on re-enable), or when a concurrent map of the same IOVA
+  refilled the line, legally;
 * ``("unmap-missed-a-translating-iommu",)`` - an unmap returned while an
   MMU that translates through the domain's tables (clocked, paging on, its
   base register on one of them) saw no invalidation since the unmap began:
