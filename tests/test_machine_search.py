@@ -141,7 +141,7 @@ def test_the_finds_preemptions_come_from_the_plan():
 
 
 @pytest.mark.soak
-@pytest.mark.skipif(os.environ.get("IOMMU_STRESS_SOAK") != "1", reason="set IOMMU_STRESS_SOAK=1")
+@pytest.mark.skipif(os.environ.get("IOMMU_STRESS_SOAK") != "1", reason="soak length (B12 and B9, 3 seeds, up to 3000 schedules each): set IOMMU_STRESS_SOAK=1")
 def test_deep_bugs_within_the_budget():
     """B12 and B9 within 3,000 schedules under seeds 0-2 (the issue's budget)."""
     for bid in ("B12", "B9"):

@@ -121,12 +121,8 @@ class Corpus:
         for f in features:
             hits[f] = hits.get(f, 0) + 1
         new = features - self.features
-        if not new:
-            if not hazards or self.near_only.get(hazards, 0) >= HAZARDS:
-                return None
-            entry = make_entry(())
-            self._add(entry)
-            return entry
+        if not new and (not hazards or self.near_only.get(hazards, 0) >= HAZARDS):
+            return None
         self.features |= new
         entry = make_entry(tuple(sorted(new)))
         self._add(entry)
