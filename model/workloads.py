@@ -124,6 +124,8 @@ __all__ = [
     "FAULT_IOVA",
     "IOMMU_IRQ_BASE",
     "iova_of",
+    "iova_index",
+    "masters_behind",
     "op_map",
     "op_unmap",
     "op_attach",
@@ -171,6 +173,23 @@ PROT_RW = IOMMU_READ | IOMMU_WRITE
 def iova_of(i):
     """The address of program IOVA number ``i``."""
     return IOVA_BASE + i * IOVA_STRIDE
+
+
+def iova_index(iova):
+    """The program IOVA number whose window ``iova`` lies in (``iova_of``'s
+    inverse), or None below the first."""
+    return (iova - IOVA_BASE) // IOVA_STRIDE if iova >= IOVA_BASE else None
+
+
+def masters_behind(config, mmu):
+    """The master numbers behind the IOMMU named ``mmu`` (``iommu{k}``, as
+    :meth:`System._boot` names them) on a machine of ``config``; ``[]`` for
+    another name."""
+    cfg = config if isinstance(config, SystemConfig) else SystemConfig.from_dict(config)
+    k = mmu[len("iommu"):] if mmu.startswith("iommu") else ""
+    if not k.isdigit() or int(k) >= cfg.iommus:
+        return []
+    return list(range(int(k) * cfg.masters, (int(k) + 1) * cfg.masters))
 
 
 @dataclass

@@ -53,7 +53,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["Replay", "RandomWalk", "PCT", "Plan", "PlannedPCT", "draw_plan", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE", "FAIL_POINTS"]
+__all__ = ["Replay", "RandomWalk", "PCT", "Plan", "PlannedPCT", "pct_chooser", "draw_plan", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE", "FAIL_POINTS"]
 
 #: a replayed decision ``d`` at a failure point fails the call when ``d % FAIL_EVERY == 1``
 FAIL_EVERY = 64
@@ -149,16 +149,35 @@ class PCT:
         self.rng = rng
         self.depth = depth
         self.prio = {}  # cpu id, or ("irq", line, cpu id) -> priority
+        self.first = {}  # the same -> its first priority, in order of appearance
         self.k = max(k, 1)
         self.change = sorted(rng.sample(range(1, self.k + 1), min(depth - 1, self.k)))
+        self.changes = tuple(self.change)
         self.low = 0  # next low priority handed out at a change point
 
     def _p(self, key):
         p = self.prio.get(key)
         if p is None:
             # Distinct random priorities above every change-point priority.
-            p = self.prio[key] = self.depth + self.rng.random()
+            p = self.prio[key] = self.first[key] = self.depth + self.rng.random()
         return p
+
+    @property
+    def keys(self):
+        """The threads in order of first appearance (as :class:`PlannedPCT`'s)."""
+        return list(self.first)
+
+    @property
+    def plan(self):
+        """This run as a :class:`Plan` (the guided strategy keeps it): the
+        threads' first priorities as ranks in the same order, the change
+        points, the failure planned.  A :class:`PlannedPCT` of it runs the
+        same schedule as long as no more than :data:`PLAN_THREADS` threads
+        appear and no two change points fall on one decision."""
+        order = sorted(self.first, key=self.first.get)
+        rank = {key: r for r, key in enumerate(order, 1)}
+        fail = self.fail_plan.nth if self.fail_plan is not None else 0
+        return Plan(tuple(rank[key] for key in self.first)[:PLAN_THREADS], self.changes, fail)
 
     def choose(self, sched, cur, opts):
         if self.change and sched.points >= self.change[0] and cur is not None:
@@ -200,6 +219,16 @@ class Plan:
 
 #: threads a drawn plan gives a priority of its own (the rest share the lowest)
 PLAN_THREADS = 32
+
+
+def pct_chooser(seed, index, depth, k, fail_points=None):
+    """PCT's chooser of schedule ``index`` of a search from ``seed`` (what
+    ``--strategy pct`` runs); ``fail_points`` (failure injection on: the
+    estimate of a schedule's failure points) plans which call fails."""
+    chooser = PCT(make_rng(seed, index), depth=depth, k=k)
+    if fail_points is not None:
+        chooser.fail_plan = FailNth(make_rng(f"fail:{seed}", index), fail_points)
+    return chooser
 
 
 def draw_plan(rng, depth, k, fail_points=None):

@@ -47,7 +47,7 @@ import time
 import trio
 
 from .checkers import cross_schedule, default_checkers
-from .choosers import FAIL_POINTS, PCT, BoundedExhaustive, FailNth, RandomWalk, Replay, make_rng
+from .choosers import FAIL_POINTS, BoundedExhaustive, FailNth, RandomWalk, Replay, make_rng, pct_chooser
 from .errors import ScenarioError
 from .lockdep import LockGraph
 from .report import build_report
@@ -88,13 +88,11 @@ class ReplayMismatch(ScenarioError):
 def make_chooser(strategy, seed, index, *, pct_depth, k, fail_points=None):
     """The chooser of schedule ``index``; with ``fail_points`` (failure injection
     on: the estimate of a schedule's failure points) it plans which call fails."""
-    rng = make_rng(seed, index)
-    if strategy == "random":
-        chooser = RandomWalk(rng)
-    elif strategy == "pct":
-        chooser = PCT(rng, depth=pct_depth, k=k)
-    else:
+    if strategy == "pct":
+        return pct_chooser(seed, index, pct_depth, k, fail_points)
+    if strategy != "random":
         raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+    chooser = RandomWalk(make_rng(seed, index))
     if fail_points is not None:
         chooser.fail_plan = FailNth(make_rng(f"fail:{seed}", index), fail_points)
     return chooser

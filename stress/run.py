@@ -65,6 +65,7 @@ class Outcome:
     injected: list = field(default_factory=list)  # the failures injected: {call, result, cpu, op, where, point, ...}
     coverage: set | None = None  # interleaving coverage features (``coverage=True``), stress.search.coverage
     hazards: set | None = None  # the oracles' near misses it reached (``coverage=True``), ditto
+    hints: list | None = None  # where it reached them: (kind, state, cpu, op ordinal, MMU, iova), ditto
 
     @property
     def kind(self):
@@ -112,6 +113,7 @@ async def run_schedule_async(
         sched.injected,
         cov.features if cov is not None else None,
         cov.hazards if cov is not None else None,
+        cov.hints if cov is not None else None,
     )
 
 

@@ -12,7 +12,7 @@ report's target, so a replay runs exactly the same operations.
 
 from __future__ import annotations
 
-from model.workloads import DMA_CONTEXTS
+from model.workloads import DMA_CONTEXTS, iova_index, masters_behind
 
 from .choosers import make_rng
 from .errors import UsageError
@@ -30,6 +30,7 @@ __all__ = [
     "driver_scenario",
     "DriverWorkload",
     "mutate_programs",
+    "complete_programs",
 ]
 
 #: operation kinds, with the argument names each takes
@@ -324,6 +325,13 @@ class DriverWorkload:
         cfg["programs"] = mutate_programs(cfg, cfg["programs"], rng, donor["workload"]["programs"] if donor else None)
         return {"driver": target["driver"], "workload": cfg}
 
+    def complete(self, target, hint, rng):
+        """A target whose programs carry ``hint``'s near miss one step on (the
+        guided strategy): :func:`complete_programs`; boot options unchanged."""
+        cfg = dict(target["workload"])
+        cfg["programs"] = complete_programs(cfg, cfg["programs"], hint, rng)
+        return {"driver": target["driver"], "workload": cfg}
+
     def __call__(self, kernel):
         scenario, _ = self.for_schedule(0, 0)
         return scenario(kernel)
@@ -353,6 +361,63 @@ def mutate_programs(cfg, programs, rng, donor=None):
         whole = {"dev": _devices(cfg), "dom": cfg["domains"], "iova": cfg["iovas"]}
         kinds = [k for k in (cfg.get("kinds") or OP_KINDS) if k not in SYSTEM_KINDS]
         prog.insert(rng.randrange(len(prog) + 1), _draw_op(rng, rng.choice(kinds), whole))
+    return programs
+
+
+#: what gives translation back after the operation that took it away (a
+#: system sleep gives it back by itself)
+REENABLE = {"suspend": "resume", "attach_identity": "attach", "attach_blocked": "attach", "detach": "attach", "unbind": "bind"}
+
+
+def complete_programs(cfg, programs, hint, rng):
+    """``programs`` with the steps that turn a near miss into a finding on a
+    driver that has the bug, right after the operation that reached it on
+    its CPU (``hint``, from :class:`stress.search.coverage.Coverage`):
+
+    * a line was filled: unmap its IOVA (from the domain the programs last
+      map it in), before that translation off (a runtime suspend) and
+      after it back on (a resume), or neither, and one DMA to it;
+    * a line outlived translation: unmap its IOVA, translation back on
+      (:data:`REENABLE`: the inverse of that operation, or resume or
+      attach), one DMA to it;
+    * a line outlived an unmap: translation back on if the MMU was off,
+      one DMA to it;
+    * an unmap missed a translating MMU: one DMA to the IOVA.
+
+    The DMA comes from a master behind the MMU (the one the operation named,
+    if it is).  A hint this machine cannot express (an IOVA outside the
+    programs' arena: the DMA API's) leaves the programs as they are."""
+    kind, state, cpu, pos, mmu, iova = hint
+    idx, devs = iova_index(iova), masters_behind(cfg, mmu)
+    if idx is None or not 0 <= idx < cfg["iovas"] or not devs:
+        return programs
+    programs = [[list(op) for op in prog] for prog in programs]
+    if not 0 <= cpu < len(programs):
+        cpu = rng.randrange(len(programs))
+    prog = programs[cpu]
+    pos = min(pos, len(prog) - 1)
+    at = prog[pos] if pos >= 0 else ["", {}]
+    dev = at[1]["dev"] if at[1].get("dev") in devs else devs[rng.randrange(len(devs))]
+    maps = [op[1]["dom"] for p in programs for op in p if op[0] == "map" and op[1].get("iova") == idx]
+    dom = maps[-1] if maps else rng.randrange(cfg["domains"])
+    steps = []
+    if kind == "tlb-line-filled":
+        off = rng.choice((None, "suspend"))
+        if off is not None:
+            steps.append([off, {"dev": dev}])
+        steps.append(["unmap", {"dom": dom, "iova": idx, "pages": 1}])
+        back = REENABLE.get(off)
+    elif kind == "tlb-line-outlives-translation":
+        steps.append(["unmap", {"dom": dom, "iova": idx, "pages": 1}])
+        back = REENABLE.get(at[0]) or (None if at[0] == "system_sleep" else rng.choice(("resume", "attach")))
+    else:
+        back = rng.choice(("resume", "attach")) if state == "off" else None
+    if back == "attach":
+        steps.append(["attach", {"dev": dev, "dom": dom}])
+    elif back is not None:
+        steps.append([back, {"dev": dev}])
+    steps.append(["dma", {"dev": dev, "iova": idx, "write": rng.random() < 0.5}])
+    prog[pos + 1 : pos + 1] = steps
     return programs
 
 

@@ -56,6 +56,7 @@ class Entry:
     keys: tuple  # the threads the plan ranked, in order of appearance
     features: tuple  # the features this entry was the first to reach
     hazards: tuple = ()  # the oracles' near misses its run reached (stress.search.coverage)
+    hints: tuple = ()  # where it reached them: (kind, state, cpu, op ordinal, MMU, iova) (ditto)
 
     @property
     def new(self):
@@ -69,6 +70,7 @@ class Entry:
             "keys": [_key_json(k) for k in self.keys],
             "features": [list(f) for f in self.features],
             "hazards": [list(h) for h in self.hazards],
+            "hints": [list(h) for h in self.hints],
         }
 
     @classmethod
@@ -80,6 +82,7 @@ class Entry:
             tuple(_key(k) for k in d["keys"]),
             tuple(tuple(f) for f in d["features"]),
             tuple(tuple(h) for h in d.get("hazards", ())),
+            tuple(tuple(h) for h in d.get("hints", ())),
         )
 
 
@@ -93,6 +96,7 @@ class Corpus:
         self.first = {}  # feature -> the entry that first reached it
         self.order = []  # the features entries reached first, in that order (for picks)
         self.hazards = []  # the entries whose runs reached a near miss, in order
+        self.by_hazard = {}  # near miss -> the entries whose runs reached it, in order
         self.near_only = {}  # near misses -> entries kept for them alone (no new feature)
         for e in entries:
             self._add(e)
@@ -104,6 +108,8 @@ class Corpus:
         self.entries.append(entry)
         if entry.hazards:
             self.hazards.append(entry)
+            for h in entry.hazards:
+                self.by_hazard.setdefault(h, []).append(entry)
             if not entry.features:
                 self.near_only[entry.hazards] = self.near_only.get(entry.hazards, 0) + 1
         for f in entry.features:
@@ -131,13 +137,16 @@ class Corpus:
     def pick(self, rng):
         """A parent: in :data:`HAZARD_RATE` of the picks, once there are any, one
         of the :data:`HAZARDS` latest entries that reached an oracle's near miss
-        (one step short of a finding: dig there); else half the time one of the
+        (one step short of a finding: dig there), the near miss drawn first
+        among those reached (a common one does not crowd out a rare one that
+        is closer to a finding); else half the time one of the
         :data:`RECENT` last entries, else the entry that first reached the
         rarest of :data:`RARE_SAMPLE` features drawn at random (FairFuzz's rare
         branches: dig where few runs went)."""
         entries = self.entries
-        hazards = self.hazards
-        if hazards and rng.random() < HAZARD_RATE:
+        if self.hazards and rng.random() < HAZARD_RATE:
+            near = list(self.by_hazard.values())
+            hazards = near[rng.randrange(len(near))]
             return hazards[-1 - rng.randrange(min(HAZARDS, len(hazards)))]
         if rng.random() < RECENT_RATE or not self.order:
             return entries[-1 - rng.randrange(min(RECENT, len(entries)))]

@@ -43,7 +43,27 @@ not coverage: a run that reaches one again is still worth a child):
   MMU that translates through the domain's tables (clocked, paging on, its
   base register on one of them) saw no invalidation since the unmap began:
   a lost flush, one DMA fill short of a stale line (a lazy unmap's
-  ``unmap_end`` comes after its flush queue's flush).
+  ``unmap_end`` comes after its flush queue's flush);
+* ``("tlb-line-outlives-translation",)`` - a workload operation ended
+  after an MMU that translated when the last one ended stopped translating
+  (paging off, or clocks or power gone) with IOTLB lines of a paging domain
+  still in it.  Hardware that keeps its lines (``tlb_retention``) is why a
+  driver must zap when translation comes back; an unmap of the line's IOVA,
+  translation back on and one DMA later, a driver that does not is a
+  ``stale-tlb``.  Every correct driver reaches it on such hardware;
+* ``("tlb-line-filled",)`` - a workload operation ended with an IOTLB line
+  of a paging domain that was not there when the last one ended: where
+  every stale TLB starts (an unmap that misses it, or translation going
+  off and coming back without a zap, and one more DMA).  Common: it only
+  gives the guided strategy a place to try those steps.
+
+Each near miss also leaves ``hints``: where it happened, for the guided
+strategy to complete it (:meth:`stress.workload.DriverWorkload.complete`):
+``(kind, state, cpu, pos, mmu, iova)``: the near miss's kind and state
+(``""`` without one), the CPU and the ordinal of its workload operation
+that returned into it (the unmap, or the operation that ended next after
+translation stopped), the MMU's name and the IOVA of a line (or of the
+unmap).  At most one per near miss and MMU.
 
 It is cheap enough to watch every schedule of a search: a few dictionary
 operations per event and one short frame walk (cached per code object) per
@@ -55,6 +75,7 @@ from __future__ import annotations
 import sys
 
 from model.hw.walker import base_page
+from model.kernel.cpu import current
 from model.kernel.stacks import model_stack
 
 __all__ = ["Coverage", "KINDS", "counts", "feature_kind"]
@@ -107,6 +128,10 @@ class Coverage:
         self.last = {}  # memory key -> (cpu id, site, is_write) of its last access by a CPU
         self.writer = {}  # table page -> site of the last CPU write to it
         self.running = {}  # cpu id -> kind of the operation in flight
+        self.ops = {}  # cpu id -> workload operations begun on it
+        self.hints = []  # where each near miss happened (see the module doc)
+        self.translating = None  # MMUs translating when the last workload operation ended
+        self.lines = set()  # (MMU, IOVA) of its paging domains' IOTLB lines then
 
     # -- the innermost driver frame at an event ---------------------------------------
 
@@ -181,15 +206,16 @@ class Coverage:
             if info.get("unmapped"):
                 self._lines_outliving(info["domain"], info["iova"], info["iova"] + info["unmapped"])
                 if begun is not None:
-                    self._missed_flush(info["domain"], begun[1])
+                    self._missed_flush(info["domain"], info["iova"], begun[1])
 
     def _mmus(self):
         return [hw for hw in self.kernel.devices if getattr(hw, "tlb", None) is not None]
 
-    def _missed_flush(self, domain, before):
+    def _missed_flush(self, domain, iova, before):
         for hw, n in before.items():
             if hw.tlb.invalidations == n and hw.paging and hw.powered and self.tables.get(base_page(hw)) is domain:
                 self.hazards.add(("unmap-missed-a-translating-iommu",))
+                self._hint(("unmap-missed-a-translating-iommu",), hw, iova)
                 return
 
     def _lines_outliving(self, domain, lo, hi):
@@ -197,8 +223,38 @@ class Coverage:
         for hw in self._mmus():
             for e in hw.tlb.entries.values():
                 if lo <= e.iova < hi and tables.get(e.fill.base) is domain:
-                    self.hazards.add(("tlb-line-outlives-unmap", "translating" if hw.paging and hw.powered else "off"))
+                    hazard = ("tlb-line-outlives-unmap", "translating" if hw.paging and hw.powered else "off")
+                    self.hazards.add(hazard)
+                    self._hint(hazard, hw, e.iova)
                     return
+
+    def _hint(self, hazard, hw, iova):
+        cpu = current()
+        if cpu.id < 0:
+            return
+        hint = (hazard[0], hazard[1] if len(hazard) > 1 else "", cpu.id, self.ops.get(cpu.id, 0) - 1, hw.name, iova)
+        if all(h[:2] != hint[:2] or h[4] != hint[4] for h in self.hints):
+            self.hints.append(hint)
+
+    def _tlb_state(self):
+        """At a workload operation's end: ``tlb-line-filled`` for a line of a
+        paging domain new since the last one ended, ``tlb-line-outlives-translation``
+        for an MMU that translated then and stopped, keeping such lines."""
+        tables = self.tables
+        translating, lines = [], set()
+        for hw in self._mmus():
+            mine = [e.iova for e in hw.tlb.entries.values() if e.fill.base in tables]
+            if hw.paging and hw.powered:
+                translating.append(hw)
+            elif mine and hw in (self.translating or ()):
+                self.hazards.add(("tlb-line-outlives-translation",))
+                self._hint(("tlb-line-outlives-translation",), hw, min(mine))
+            for iova in mine:
+                lines.add((hw, iova))
+                if (hw, iova) not in self.lines:
+                    self.hazards.add(("tlb-line-filled",))
+                    self._hint(("tlb-line-filled",), hw, iova)
+        self.translating, self.lines = translating, lines
 
     def op_begin(self, cpu, name):
         kind = name.split("(", 1)[0]
@@ -206,6 +262,9 @@ class Coverage:
             if cid != cpu.id:
                 self.features.add(("overlap", other, kind))
         self.running[cpu.id] = kind
+        self.ops[cpu.id] = self.ops.get(cpu.id, 0) + 1
 
     def op_end(self, cpu, name):
         self.running.pop(cpu.id, None)
+        if cpu.id >= 0:
+            self._tlb_state()

@@ -10,6 +10,12 @@ anew, and in :data:`PROGRAM_RATE` of the children
 the entry's programs mutated too (an operation added or dropped, or one
 CPU's program spliced from another entry's) when the scenario family can
 (``mutate`` and ``concrete``, :class:`stress.workload.DriverWorkload`).
+A parent whose run reached a near miss has its programs *completed* in
+:data:`COMPLETE_RATE` of its children, where the family can
+(``complete``): the operations that turn the near miss into a finding on a
+driver that has the bug (translation back on, one DMA to the IOVA) go in
+right after the operation that reached it, on its CPU
+(``Outcome.hints``).
 A run that exercises an interleaving feature (:mod:`.coverage`) no earlier
 run had joins the corpus, and so does a run that came one step short of a
 finding (an oracle's near miss, ``Outcome.hazards``): those are the parents
@@ -30,21 +36,27 @@ the plan, are the report's schedule).
 
 from __future__ import annotations
 
-from ..choosers import PlannedPCT, draw_plan, make_rng
+from ..choosers import PlannedPCT, draw_plan, make_rng, pct_chooser
 from ..scenarios import concretize
 from .corpus import Corpus, Entry
 from .mutate import mutate_plan
 
-__all__ = ["Guided", "FRESH_RATE", "PROGRAM_RATE", "REDRAW_RATE", "ADAPT"]
+__all__ = ["Guided", "WARMUP", "FRESH_RATE", "PROGRAM_RATE", "REDRAW_RATE", "COMPLETE_RATE", "ADAPT"]
 
 #: the share of schedules drawn fresh (as PCT draws them) once the corpus has
 #: entries; with :data:`ADAPT` the least (and 1 - it the most)
 FRESH_RATE = 0.4
+#: the first schedules are all fresh: a search's start is PCT's own (the
+#: bugs PCT finds in a few dozen schedules are found as soon as PCT does)
+WARMUP = 16
 #: the share of children whose programs mutate too (scenario families that can)
 PROGRAM_RATE = 0.3
 #: the share of children that run their parent's program under a new plan
 #: (independent PCT trials of a program that reached new coverage)
 REDRAW_RATE = 0.5
+#: the share of a near-miss parent's children whose programs are completed
+#: where the near miss happened (scenario families that can)
+COMPLETE_RATE = 0.5
 #: adapt the share of fresh schedules to where new coverage comes from (:meth:`Guided.fresh_rate`)
 ADAPT = True
 
@@ -69,15 +81,16 @@ class Guided:
         self.arms = {"fresh": [0, 0], "child": [0, 0]}  # [runs that reached new coverage, runs]
         family = scenario if getattr(scenario, "for_schedule", None) is not None else None
         self.programs = family if callable(getattr(family, "mutate", None)) and callable(getattr(family, "concrete", None)) else None
+        self.complete = getattr(self.programs, "complete", None)
 
     def next(self, index, k, fail_points=None):
         """``(concrete scenario, its target, chooser)`` of schedule ``index``."""
         rng = make_rng(f"guided:{self.seed}", index)
         corpus = self.corpus
-        if not corpus.entries or rng.random() < self.fresh_rate():
+        if index < WARMUP or not corpus.entries or rng.random() < self.fresh_rate():
             concrete, target = concretize(self.scenario, self.seed, index)
-            self.origin[index] = None  # fresh
-            return concrete, target, PlannedPCT(draw_plan(rng, self.depth, k, fail_points))
+            self.origin[index] = None  # fresh: PCT's schedule ``index``
+            return concrete, target, pct_chooser(self.seed, index, self.depth, k, fail_points)
         parent = corpus.pick(rng)
         if rng.random() < REDRAW_RATE:  # the parent's program under a new PCT plan
             plan = draw_plan(rng, self.depth, k, fail_points)
@@ -86,7 +99,9 @@ class Guided:
         self.origin[index] = parent.program
         if self.programs is not None and parent.target is not None:
             target = parent.target
-            if rng.random() < PROGRAM_RATE:
+            if parent.hints and self.complete is not None and rng.random() < COMPLETE_RATE:
+                target = self.complete(target, parent.hints[rng.randrange(len(parent.hints))], rng)
+            elif rng.random() < PROGRAM_RATE:
                 target = self.programs.mutate(target, rng, corpus.pick(rng).target)
             return self.programs.concrete(target), target, PlannedPCT(plan)
         concrete, target = concretize(self.scenario, self.seed, parent.program)
@@ -114,7 +129,10 @@ class Guided:
         if not out.coverage:
             return None
         hazards = tuple(sorted(out.hazards or ()))
-        entry = self.corpus.learn(out.coverage, lambda new: Entry(target, program, chooser.plan, tuple(chooser.keys), new, hazards), hazards)
+        hints = tuple(out.hints or ())
+        entry = self.corpus.learn(
+            out.coverage, lambda new: Entry(target, program, chooser.plan, tuple(chooser.keys), new, hazards, hints), hazards
+        )
         if entry is not None:
             arm[0] += 1
             self.added.append(entry)
