@@ -71,14 +71,25 @@ def gfpflags_allow_blocking(gfp):
     return bool(gfp & __GFP_DIRECT_RECLAIM)
 
 
+_BITS.sort(key=lambda nv: nv[1])
+_GFP_NAMES = {}  # gfp -> its name (a run names the same few masks at every allocation)
+
+
 def gfp_name(gfp):
     """``%pGg``-style: ``GFP_KERNEL|__GFP_DMA32`` (composite names first)."""
+    name = _GFP_NAMES.get(gfp)
+    if name is None:
+        name = _GFP_NAMES[gfp] = _gfp_name(gfp)
+    return name
+
+
+def _gfp_name(gfp):
     parts, rest = [], gfp
     for name, value in _NAMES:
         if rest & value == value and value:
             parts.append(name)
             rest &= ~value
-    for name, value in sorted(_BITS, key=lambda nv: nv[1]):
+    for name, value in _BITS:
         if rest & value:
             parts.append(name)
             rest &= ~value
