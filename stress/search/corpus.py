@@ -97,6 +97,7 @@ class Corpus:
         self.order = []  # the features entries reached first, in that order (for picks)
         self.hazards = []  # the entries whose runs reached a near miss, in order
         self.by_hazard = {}  # near miss -> the entries whose runs reached it, in order
+        self.hazard_hits = {}  # near miss -> runs of this process's searches that reached it (pick weights)
         self.near_only = {}  # near misses -> entries kept for them alone (no new feature)
         for e in entries:
             self._add(e)
@@ -126,6 +127,8 @@ class Corpus:
         hits = self.hits
         for f in features:
             hits[f] = hits.get(f, 0) + 1
+        for h in hazards:
+            self.hazard_hits[h] = self.hazard_hits.get(h, 0) + 1
         new = features - self.features
         if not new and (not hazards or self.near_only.get(hazards, 0) >= HAZARDS):
             return None
@@ -137,16 +140,23 @@ class Corpus:
     def pick(self, rng):
         """A parent: in :data:`HAZARD_RATE` of the picks, once there are any, one
         of the :data:`HAZARDS` latest entries that reached an oracle's near miss
-        (one step short of a finding: dig there), the near miss drawn first
-        among those reached (a common one does not crowd out a rare one that
-        is closer to a finding); else half the time one of the
+        (short of a finding: dig there), the near miss drawn first among
+        those reached, each with a weight of one over the runs that reached
+        it (a common one, a line filled, does not crowd out a rare one, a
+        lost flush); else half the time one of the
         :data:`RECENT` last entries, else the entry that first reached the
         rarest of :data:`RARE_SAMPLE` features drawn at random (FairFuzz's rare
         branches: dig where few runs went)."""
         entries = self.entries
         if self.hazards and rng.random() < HAZARD_RATE:
-            near = list(self.by_hazard.values())
-            hazards = near[rng.randrange(len(near))]
+            near = list(self.by_hazard)
+            weights = [1 / self.hazard_hits.get(h, 1) for h in near]
+            x = rng.random() * sum(weights)
+            i = 0
+            while i < len(near) - 1 and x >= weights[i]:
+                x -= weights[i]
+                i += 1
+            hazards = self.by_hazard[near[i]]
             return hazards[-1 - rng.randrange(min(HAZARDS, len(hazards)))]
         if rng.random() < RECENT_RATE or not self.order:
             return entries[-1 - rng.randrange(min(RECENT, len(entries)))]

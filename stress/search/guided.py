@@ -1,12 +1,13 @@
 """The coverage-guided strategy (``--strategy guided``): PCT plus a corpus.
 
-Schedule ``i`` is either *fresh* - the concrete scenario PCT's schedule
-``i`` runs (:func:`stress.scenarios.concretize`) under a plan drawn with
-PCT's distribution (:func:`stress.choosers.draw_plan`) - or a *child* of a
-corpus entry: the entry's plan mutated (:mod:`.mutate`: a preemption moved,
-added or dropped, two threads' priorities swapped, an interrupt moved to
-another CPU or fired earlier) or, in :data:`REDRAW_RATE` of them, drawn
-anew, and in :data:`PROGRAM_RATE` of the children
+Schedule ``i`` is either *fresh* - PCT's own schedule ``i``: the concrete
+scenario it runs (:func:`stress.scenarios.concretize`) under its chooser
+(:func:`stress.choosers.pct_chooser`), kept as the :class:`~stress.choosers.Plan`
+that runs it again - or a *child* of a corpus entry: the entry's plan
+mutated (:mod:`.mutate`: a preemption moved, added or dropped, two threads'
+priorities swapped, an interrupt moved to another CPU or fired earlier) or,
+in :data:`REDRAW_RATE` of them, drawn anew (:func:`stress.choosers.draw_plan`),
+and in :data:`PROGRAM_RATE` of the children
 the entry's programs mutated too (an operation added or dropped, or one
 CPU's program spliced from another entry's) when the scenario family can
 (``mutate`` and ``concrete``, :class:`stress.workload.DriverWorkload`).
@@ -21,7 +22,8 @@ run had joins the corpus, and so does a run that came one step short of a
 finding (an oracle's near miss, ``Outcome.hazards``): those are the parents
 of :data:`~.corpus.HAZARD_RATE` of the children, where one more DMA in the
 right place is the bug.  Fresh schedules keep a share of the search
-between :data:`FRESH_RATE` and its complement, leaning toward whichever of
+between :data:`FRESH_RATE` and its complement (and the first
+:data:`WARMUP` schedules, so a search starts as PCT's does), leaning toward whichever of
 fresh schedules and children reaches new coverage more often
 (:meth:`Guided.fresh_rate`), so guided never stops exploring the way PCT
 does; the corpus makes the rest dig where new interleavings were.
