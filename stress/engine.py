@@ -174,8 +174,9 @@ def explore(
             database_key=key,
             stop=stop,
         )
-        for index, out, concrete, ctarget in found:
-            v = to_violation(concrete, out, index, _meta_for(meta, ctarget), opts, shrink)
+        for index, out, concrete, ctarget, run_opts in found:
+            m = after_kasan(meta) if run_opts.get("kasan_reported") and not opts.get("kasan_reported") else meta
+            v = to_violation(concrete, out, index, _meta_for(m, ctarget), run_opts, shrink)
             result.violations.append(v)
             if on_find is not None:
                 on_find(v)

@@ -248,10 +248,14 @@ class _Stopped(KeyboardInterrupt):
 def explore_hypothesis(
     scenario, *, schedules, seed, deadline, keep_going, opts, pct_depth=3, database=None, database_key=None, stop=None
 ):
-    """Search with Hypothesis; returns ``(Result, [(index, Outcome, scenario, target)])``.
+    """Search with Hypothesis; returns ``(Result, [(index, Outcome, scenario, target, opts)])``.
 
     ``index`` is the search schedule (from 0) that first showed the find's
-    kind; the Outcome is the smallest failing run Hypothesis shrank it to.
+    kind; the Outcome is the smallest failing run Hypothesis shrank it to,
+    under ``opts``: the search's, or after a KASAN find (with
+    ``keep_going``) the same with ``kasan_reported``, as the other
+    strategies run a search's later schedules (KASAN reports the first bug
+    of a boot).
     An example is a PCT plan of depth ``pct_depth`` (and, for a scenario
     family, the program it runs), drawn as bytes: see the module docstring.
 
@@ -322,11 +326,11 @@ def explore_hypothesis(
         if stopped() or out_of_time() or (out_of_shrinks() if shrinking else out_of_schedules()):
             raise _Stopped()
         family_seed, program, plan = decode(layout, data)
-        if (family_seed, program, plan) == probe_key:
+        if (family_seed, program, plan) == probe_key and run_opts is opts:
             concrete, target, out = concrete0, target0, probe
         else:
             concrete, target = concretize(scenario, family_seed, program)
-            out = run_schedule(concrete, PlannedPCT(plan), coverage=not shrinking, **opts)
+            out = run_schedule(concrete, PlannedPCT(plan), coverage=not shrinking, **run_opts)
         if shrinking:
             result.shrink_runs += 1
             round_shrinks[0] += 1
@@ -347,10 +351,15 @@ def explore_hypothesis(
             if not shrinking:
                 first_at.setdefault(out.kind, result.schedules - 1)
                 shrinking.append(out.kind)
-            last[out.kind] = (first_at.get(out.kind, result.schedules - 1), out, concrete, target)  # the last failing call is the shrunk one
+            last[out.kind] = (first_at.get(out.kind, result.schedules - 1), out, concrete, target, run_opts)  # the last failing call is the shrunk one
             raise _exc_for(out.kind)(out.kind)
 
+    run_opts = opts  # after KASAN's first report, the options of a boot it has spoken in
     while True:
+        if found and found[-1][1].violation.get("kasan") and not run_opts.get("kasan_reported"):
+            # KASAN reports the first bug of a boot and the search is one boot
+            # (stress.oracles.kasan): later rounds run, and their finds replay, with it silent
+            run_opts = dict(opts, kasan_reported=True)
         shrinking.clear()
         round_shrinks[0] = 0
         if database is not None:

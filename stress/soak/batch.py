@@ -534,7 +534,7 @@ def _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known):
     (``keep_going``), so a batch that finds n kinds runs up to n+1 rounds of
     examples; ``schedules`` says how many ran.
     """
-    from stress.engine import plain_message, to_violation
+    from stress.engine import after_kasan, plain_message, to_violation
     from stress.hypothesis_chooser import explore_hypothesis
     from stress.choosers import make_rng
 
@@ -555,14 +555,15 @@ def _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known):
         database_key=key,
     )
     finds = {}
-    for program, out, concrete, target in found:
+    for program, out, concrete, target, run_opts in found:
         sig = signature(out.violation)
         if sig in finds:
             finds[sig].count += 1
             continue
         report = None
         if sig not in known:
-            m = dict(meta, target=target) if target is not None else meta
-            report = to_violation(concrete, out, program, m, opts, True).report
+            m = after_kasan(meta) if run_opts.get("kasan_reported") and not opts.get("kasan_reported") else meta
+            m = dict(m, target=target) if target is not None else m
+            report = to_violation(concrete, out, program, m, run_opts, True).report
         finds[sig] = Find(sig, out.kind, plain_message(out.violation["message"]), count_from, 1, report)
     return BatchResult(k, count_from, stop, result.schedules, result.points, 0.0, list(finds.values()), {}, [])
