@@ -53,7 +53,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["Replay", "RandomWalk", "PCT", "Plan", "PlannedPCT", "pct_chooser", "draw_plan", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE", "FAIL_POINTS"]
+__all__ = ["Replay", "RandomWalk", "PCT", "Plan", "PlannedPCT", "pct_chooser", "random_chooser", "draw_plan", "BoundedExhaustive", "FailNth", "make_rng", "FAIL_EVERY", "FAIL_SHARE", "FAIL_POINTS"]
 
 #: a replayed decision ``d`` at a failure point fails the call when ``d % FAIL_EVERY == 1``
 FAIL_EVERY = 64
@@ -225,7 +225,16 @@ def pct_chooser(seed, index, depth, k, fail_points=None):
     """PCT's chooser of schedule ``index`` of a search from ``seed`` (what
     ``--strategy pct`` runs); ``fail_points`` (failure injection on: the
     estimate of a schedule's failure points) plans which call fails."""
-    chooser = PCT(make_rng(seed, index), depth=depth, k=k)
+    return _with_failure(PCT(make_rng(seed, index), depth=depth, k=k), seed, index, fail_points)
+
+
+def random_chooser(seed, index, fail_points=None):
+    """The random walk's chooser of schedule ``index`` (``--strategy random``),
+    ``fail_points`` as for :func:`pct_chooser`."""
+    return _with_failure(RandomWalk(make_rng(seed, index)), seed, index, fail_points)
+
+
+def _with_failure(chooser, seed, index, fail_points):
     if fail_points is not None:
         chooser.fail_plan = FailNth(make_rng(f"fail:{seed}", index), fail_points)
     return chooser

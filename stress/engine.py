@@ -47,7 +47,7 @@ import time
 import trio
 
 from .checkers import cross_schedule, default_checkers
-from .choosers import FAIL_POINTS, BoundedExhaustive, FailNth, RandomWalk, Replay, make_rng, pct_chooser
+from .choosers import FAIL_POINTS, BoundedExhaustive, Replay, pct_chooser, random_chooser
 from .errors import ScenarioError
 from .lockdep import LockGraph
 from .report import build_report
@@ -90,12 +90,9 @@ def make_chooser(strategy, seed, index, *, pct_depth, k, fail_points=None):
     on: the estimate of a schedule's failure points) it plans which call fails."""
     if strategy == "pct":
         return pct_chooser(seed, index, pct_depth, k, fail_points)
-    if strategy != "random":
-        raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-    chooser = RandomWalk(make_rng(seed, index))
-    if fail_points is not None:
-        chooser.fail_plan = FailNth(make_rng(f"fail:{seed}", index), fail_points)
-    return chooser
+    if strategy == "random":
+        return random_chooser(seed, index, fail_points)
+    raise ValueError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
 
 
 def explore(
@@ -175,7 +172,7 @@ def explore(
             stop=stop,
         )
         for index, out, concrete, ctarget, run_opts in found:
-            m = after_kasan(meta) if run_opts.get("kasan_reported") and not opts.get("kasan_reported") else meta
+            m = after_kasan(meta) if run_opts.get("kasan_reported") else meta
             v = to_violation(concrete, out, index, _meta_for(m, ctarget), run_opts, shrink)
             result.violations.append(v)
             if on_find is not None:

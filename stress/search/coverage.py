@@ -75,7 +75,6 @@ from __future__ import annotations
 import sys
 
 from model.hw.walker import base_page
-from model.kernel.cpu import current
 from model.kernel.stacks import model_stack
 
 __all__ = ["Coverage", "KINDS", "counts", "feature_kind"]
@@ -204,39 +203,38 @@ class Coverage:
         elif what == "unmap_end":
             begun = self.unmapping.pop(id(info), None)
             if info.get("unmapped"):
-                self._lines_outliving(info["domain"], info["iova"], info["iova"] + info["unmapped"])
+                self._lines_outliving(cpu, info["domain"], info["iova"], info["iova"] + info["unmapped"])
                 if begun is not None:
-                    self._missed_flush(info["domain"], info["iova"], begun[1])
+                    self._missed_flush(cpu, info["domain"], info["iova"], begun[1])
 
     def _mmus(self):
         return [hw for hw in self.kernel.devices if getattr(hw, "tlb", None) is not None]
 
-    def _missed_flush(self, domain, iova, before):
+    def _missed_flush(self, cpu, domain, iova, before):
         for hw, n in before.items():
             if hw.tlb.invalidations == n and hw.paging and hw.powered and self.tables.get(base_page(hw)) is domain:
                 self.hazards.add(("unmap-missed-a-translating-iommu",))
-                self._hint(("unmap-missed-a-translating-iommu",), hw, iova)
+                self._hint(cpu, ("unmap-missed-a-translating-iommu",), hw, iova)
                 return
 
-    def _lines_outliving(self, domain, lo, hi):
+    def _lines_outliving(self, cpu, domain, lo, hi):
         tables = self.tables
         for hw in self._mmus():
             for e in hw.tlb.entries.values():
                 if lo <= e.iova < hi and tables.get(e.fill.base) is domain:
                     hazard = ("tlb-line-outlives-unmap", "translating" if hw.paging and hw.powered else "off")
                     self.hazards.add(hazard)
-                    self._hint(hazard, hw, e.iova)
+                    self._hint(cpu, hazard, hw, e.iova)
                     return
 
-    def _hint(self, hazard, hw, iova):
-        cpu = current()
+    def _hint(self, cpu, hazard, hw, iova):
         if cpu.id < 0:
             return
         hint = (hazard[0], hazard[1] if len(hazard) > 1 else "", cpu.id, self.ops.get(cpu.id, 0) - 1, hw.name, iova)
         if all(h[:2] != hint[:2] or h[4] != hint[4] for h in self.hints):
             self.hints.append(hint)
 
-    def _tlb_state(self):
+    def _tlb_state(self, cpu):
         """At a workload operation's end: ``tlb-line-filled`` for a line of a
         paging domain new since the last one ended, ``tlb-line-outlives-translation``
         for an MMU that translated then and stopped, keeping such lines."""
@@ -248,12 +246,12 @@ class Coverage:
                 translating.append(hw)
             elif mine and hw in (self.translating or ()):
                 self.hazards.add(("tlb-line-outlives-translation",))
-                self._hint(("tlb-line-outlives-translation",), hw, min(mine))
+                self._hint(cpu, ("tlb-line-outlives-translation",), hw, min(mine))
             for iova in mine:
                 lines.add((hw, iova))
                 if (hw, iova) not in self.lines:
                     self.hazards.add(("tlb-line-filled",))
-                    self._hint(("tlb-line-filled",), hw, iova)
+                    self._hint(cpu, ("tlb-line-filled",), hw, iova)
         self.translating, self.lines = translating, lines
 
     def op_begin(self, cpu, name):
@@ -267,4 +265,4 @@ class Coverage:
     def op_end(self, cpu, name):
         self.running.pop(cpu.id, None)
         if cpu.id >= 0:
-            self._tlb_state()
+            self._tlb_state(cpu)

@@ -562,7 +562,7 @@ def _hypothesis(spec, k, scenario, lo, stop, count_from, opts, meta, known):
             continue
         report = None
         if sig not in known:
-            m = after_kasan(meta) if run_opts.get("kasan_reported") and not opts.get("kasan_reported") else meta
+            m = after_kasan(meta) if run_opts.get("kasan_reported") else meta
             m = dict(m, target=target) if target is not None else m
             report = to_violation(concrete, out, program, m, run_opts, True).report
         finds[sig] = Find(sig, out.kind, plain_message(out.violation["message"]), count_from, 1, report)
