@@ -36,6 +36,7 @@ the books the user keeps of ownership and attachment are then the group's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from errno import EBUSY, EINVAL, EIO, ENODEV, ENOENT, ENOMEM, EPERM
 
 from model.hw import ClkBulk, DmaMaster, IommuHw, clk_bulk_prepare
@@ -151,6 +152,9 @@ __all__ = [
     "add_dma_agent",
     "teardown",
     "build_scenario",
+    "check_programs",
+    "program_bodies",
+    "run_program",
     "run_program_op",
     "PROGRAM_OPS",
 ]
@@ -243,6 +247,9 @@ class _PerGroup(dict):
         super().__init__()
         self.rep = rep
 
+    def __reduce__(self):  # pickled (stress.bootimage): ``rep`` before the items
+        return (type(self), (self.rep,), None, None, iter(dict.items(self)))
+
     def __getitem__(self, dev):
         return super().__getitem__(self.rep.get(dev, dev))
 
@@ -263,6 +270,9 @@ class _GroupSet(set):
         super().__init__()
         self.rep = rep
 
+    def __reduce__(self):  # pickled (stress.bootimage): ``rep`` before the items
+        return (_group_set, (self.rep, list(set.__iter__(self))))
+
     def __contains__(self, dev):
         return super().__contains__(self.rep.get(dev, dev))
 
@@ -271,6 +281,12 @@ class _GroupSet(set):
 
     def discard(self, dev):
         super().discard(self.rep.get(dev, dev))
+
+
+def _group_set(rep, groups):
+    s = _GroupSet(rep)
+    set.update(s, groups)
+    return s
 
 
 @dataclass(eq=False)
@@ -311,7 +327,7 @@ class System:
         sys = cls(kernel, driver_cls, config)
         kernel.add_setup(sys._boot)
         if config.teardown:
-            kernel.add_teardown(lambda: teardown(sys))
+            kernel.add_teardown(partial(teardown, sys))  # a partial, not a closure: a booted System pickles
         return sys
 
     async def _boot(self):
@@ -319,7 +335,7 @@ class System:
         self.driver = drv = self.driver_cls()
         soc = get_soc(cfg.soc)
         k.iommu_dma_strict = cfg.dma_strict  # iommu.strict= (model.iommu.dma_iommu)
-        open_softirq(k, NET_RX_SOFTIRQ, lambda: _net_rx_action(self))
+        open_softirq(k, NET_RX_SOFTIRQ, partial(_net_rx_action, self))
         layout = getattr(drv, "layout", "rk")
         # what the page tables can address: the layout's PTE format, or less if the driver says so
         self.pa_bits = min(LAYOUT_PA_BITS.get(layout, 32), getattr(drv, "pa_bits", None) or 64)
@@ -1065,17 +1081,25 @@ def _check_program(cfg, program):
 
 def build_scenario(kernel, driver_cls, config):
     """One CPU body per program of ``config["programs"]`` on a booted System."""
+    cfg = check_programs(config)
+    return program_bodies(System.boot(kernel, driver_cls, cfg), config.get("programs") or [])
+
+
+def check_programs(config):
+    """The :class:`SystemConfig` of ``config``, its programs checked against it
+    (``ValueError`` naming the first bad operation)."""
     cfg = SystemConfig.from_dict(config)
-    programs = config.get("programs") or []
-    for program in programs:
+    for program in config.get("programs") or []:
         _check_program(cfg, program)
-    sys = System.boot(kernel, driver_cls, cfg)
+    return cfg
 
-    def body_for(program):
-        async def body():
-            for op in program:
-                await run_program_op(sys, op)
 
-        return body
+def program_bodies(sys, programs):
+    """One CPU body per program, on the booted ``sys``."""
+    return [partial(run_program, sys, p) for p in programs]
 
-    return [body_for(p) for p in programs]
+
+async def run_program(sys, program):
+    """A CPU's work: its program's operations, in order."""
+    for op in program:
+        await run_program_op(sys, op)

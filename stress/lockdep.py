@@ -195,7 +195,7 @@ class LockGraph:
     the schedule index) before each run that shares the graph.
     """
 
-    __slots__ = ("fwd", "bwd", "usage", "chains", "origin", "waits")
+    __slots__ = ("fwd", "bwd", "usage", "chains", "origin", "waits", "__weakref__")
 
     def __init__(self):
         self.fwd = {}

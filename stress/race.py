@@ -147,6 +147,11 @@ class RaceDetector:
         self.fence = {}  # tid -> clock at its last release fence (smp_mb, fully ordered atomic)
         self.pending = {}  # tid -> clocks read by marked loads, joined at its next acquire fence
 
+    def __setstate__(self, state):
+        # a copy of a booted run (stress.bootimage): ``synced`` is keyed by the copies' ids
+        self.__dict__.update(state)
+        self.synced = {id(obj): (obj, clock) for obj, clock in self.synced.values()}
+
     def _tid(self, cpu):
         return (cpu.id, _HARDIRQ if cpu.hardirq else _SOFTIRQ if cpu.softirq else _PROCESS)
 

@@ -35,6 +35,7 @@ import trio
 
 from model.kernel.core import Kernel
 
+from . import bootimage
 from .checkers import attach_checkers, default_checkers
 from .choosers import Replay
 from .errors import ScenarioError
@@ -85,23 +86,42 @@ async def run_schedule_async(
     kasan_reported=False,
     coverage=False,
 ):
-    kernel = Kernel()
-    kernel.inject_failures = bool(inject_failures)
-    kernel.kasan_reported = bool(kasan_reported)  # KASAN already spoke this boot (stress.oracles.kasan)
-    tracer = None
-    if trace:
-        tracer = Tracer(kernel)
-        kernel.attach(tracer)
+    checkers = tuple(default_checkers() if checkers is None else checkers)
     graph = lock_graph if lock_graph is not None else (lockdep_base.copy() if lockdep_base is not None else None)
-    attach_checkers(kernel, default_checkers() if checkers is None else checkers, lock_graph=graph)
-    cov = None
-    if coverage:  # watches only: never reports, so the run is the same without it
-        cov = Coverage(kernel)
-        kernel.attach(cov)
-    sched = Scheduler(kernel, chooser, max_steps=max_steps, trace=tracer)
-    bodies = _build(scenario, kernel)
+    # a boot image (stress.bootimage) is kept per graph the boot's lockdep state depends on
+    owner = lock_graph if lock_graph is not None else lockdep_base
+    recipe = key = None
+    if owner is not None and not trace and bootimage.ENABLED and getattr(scenario, "boot_recipe", None) is not None:
+        recipe = _recipe(scenario)
+        key = (recipe.key, checkers, bool(inject_failures), bool(kasan_reported), bool(coverage))
+    image = bootimage.find(owner, key) if key is not None else None
+    tracer = cov = None
+    if image is not None:
+        kernel, state = image(graph)
+        cov = next((o for o in kernel.observers if type(o) is Coverage), None)
+        sched = Scheduler(kernel, chooser, max_steps=max_steps)
+    else:
+        kernel = Kernel()
+        kernel.inject_failures = bool(inject_failures)
+        kernel.kasan_reported = bool(kasan_reported)  # KASAN already spoke this boot (stress.oracles.kasan)
+        if trace:
+            tracer = Tracer(kernel)
+            kernel.attach(tracer)
+        attach_checkers(kernel, checkers, lock_graph=graph)
+        if coverage:  # watches only: never reports, so the run is the same without it
+            cov = Coverage(kernel)
+            kernel.attach(cov)
+        sched = Scheduler(kernel, chooser, max_steps=max_steps, trace=tracer)
+        if recipe is not None and bootimage.taken(owner, key):
+            recipe = None  # this boot does not image: boot as the scenario says
+        state = _call(scenario, recipe.boot, kernel) if recipe is not None else None
+    bodies = _build(scenario, scenario, kernel) if recipe is None else _build(scenario, recipe.bodies, state)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
+        if recipe is not None and image is None:  # boot, and image it if lockdep learnt nothing
+            mark = bootimage.graph_mark(graph)
+            if await sched.boot() and bootimage.graph_mark(graph) == mark:
+                bootimage.take(owner, key, kernel, graph, state)
         await sched.run(bodies)
     _check_unawaited(scenario, caught)
     return Outcome(
@@ -121,19 +141,30 @@ def _name(scenario):
     return getattr(scenario, "__qualname__", None) or repr(scenario)
 
 
-def _build(scenario, kernel):
-    try:
-        bodies = list(scenario(kernel))
-    except ScenarioError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a scenario that cannot build is a usage error
-        raise ScenarioError(f"scenario {_name(scenario)!r} failed to build: {type(exc).__name__}: {exc}") from exc
+def _build(scenario, fn, *args):
+    """The CPU bodies ``fn(*args)`` gives: ``scenario(kernel)``, or its recipe's ``bodies(state)``."""
+    bodies = _call(scenario, lambda: list(fn(*args)))
     if not bodies:
         raise ScenarioError(f"scenario {_name(scenario)!r} returned no CPU bodies: return one async callable per CPU")
     for body in bodies:
         if not callable(body):
             raise ScenarioError(f"scenario {_name(scenario)!r} returned {body!r}, not an async callable per CPU")
     return bodies
+
+
+def _recipe(scenario):
+    """The scenario's :class:`~stress.bootimage.BootRecipe` (its config checked)."""
+    return _call(scenario, scenario.boot_recipe)
+
+
+def _call(scenario, fn, *args):
+    """``fn(*args)``, a step of building ``scenario``: an error is the scenario author's."""
+    try:
+        return fn(*args)
+    except ScenarioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a scenario that cannot build is a usage error
+        raise ScenarioError(f"scenario {_name(scenario)!r} failed to build: {type(exc).__name__}: {exc}") from exc
 
 
 _UNAWAITED = re.compile(r"coroutine '([^']+)' was never awaited")

@@ -205,7 +205,7 @@ class Scheduler:
         if a body is not async or awaits a plain call.
         """
         k = self.kernel
-        if not await self._alone(k.setup, "boot"):
+        if not await self.boot():
             return
         for body in bodies:
             cpu = k.add_cpu()
@@ -235,6 +235,15 @@ class Scheduler:
                     fn(k)
             except Stop:
                 pass
+
+    async def boot(self):
+        """Run ``kernel.setup`` (once: it is consumed) on the boot CPU; False
+        if it reported a violation.  :meth:`run` boots unless this did."""
+        k = self.kernel
+        fns, k.setup = k.setup, []
+        if not fns:
+            return self.violation is None
+        return await self._alone(fns, "boot")
 
     async def _alone(self, fns, name):
         """Run ``fns`` in order on a CPU of their own; False if that reported a violation."""

@@ -12,8 +12,11 @@ report's target, so a replay runs exactly the same operations.
 
 from __future__ import annotations
 
+from functools import partial
+
 from model.workloads import DMA_CONTEXTS, iova_index, masters_behind
 
+from .bootimage import BootRecipe
 from .choosers import make_rng
 from .errors import UsageError
 from .loader import import_object
@@ -293,7 +296,20 @@ def _fixed_scenario(name, driver, config):
     scenario.__qualname__ = f"workload[{name}]"
     scenario.target = {"driver": name, "workload": config}  # what a report names
     scenario.shrink = shrink
+    scenario.boot_recipe = partial(_boot_recipe, driver, config)
     return scenario
+
+
+def _boot_recipe(driver, config):
+    """How a workload boots (:mod:`stress.bootimage`): its System, then its programs."""
+    from model.workloads import System, check_programs, program_bodies
+
+    cfg = check_programs(config)
+    return BootRecipe(
+        key=(driver, tuple(sorted(vars(cfg).items()))),
+        boot=partial(System.boot, driver_cls=driver, config=cfg),
+        bodies=partial(program_bodies, programs=config.get("programs") or []),
+    )
 
 
 class DriverWorkload:

@@ -63,6 +63,10 @@ _DMA32_FIRST_PFN = 0x1000  # 16 MiB: leave room for the "kernel image"
 _NORMAL_FIRST_PFN = SZ_4G >> PAGE_SHIFT
 
 
+def _sparse(words):
+    return tuple((i, w) for i, w in enumerate(words) if w)
+
+
 class Page:
     """``struct page`` (order 0 only: the drivers modelled use 4 KiB tables)."""
 
@@ -77,6 +81,17 @@ class Page:
         self.tag = tag  # what the allocation was for, for reports
         self.race = None
         self.dev = None  # device view of non-coherent memory; None = in sync (model.kernel.dma)
+
+    # Pickled (a booted machine's image, stress.bootimage), a page keeps its
+    # non-zero words only: a table page is 1024 mostly empty entries.
+    def __getstate__(self):
+        return (self.pfn, self.gfp, _sparse(self.words), self.freed, self.owner, self.tag, self.race, self.dev)
+
+    def __setstate__(self, state):
+        self.pfn, self.gfp, words, self.freed, self.owner, self.tag, self.race, self.dev = state
+        self.words = [0] * WORDS_PER_PAGE
+        for i, w in words:
+            self.words[i] = w
 
     @property
     def phys(self):

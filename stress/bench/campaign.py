@@ -164,13 +164,17 @@ def throughput(quick=False):
     rest as ``iommu-stress bench`` defines them
     (:func:`stress.bench.throughput.bench_workload`).
     """
+    from .. import bootimage
     from ..workload import workload_config
     from .throughput import bench_workload, engine_points_per_s, workload_rate
 
     raw, pts, pts_r = engine_points_per_s(quick)
     per_schedule, points = workload_rate(workload_config(), 30 if quick else 300)
+    with bootimage.disabled():  # the same search, every schedule booting (stress.bootimage)
+        per_schedule_booting, _ = workload_rate(workload_config(), 30 if quick else 300)
     figures = {
         "default_workload_schedules_per_s": 1 / per_schedule,
+        "default_workload_schedules_per_s_no_images": 1 / per_schedule_booting,
         "default_workload_points_per_s": points / per_schedule,
         "default_workload_points_per_schedule": points,
         "raw_handoffs_per_s": raw,

@@ -21,6 +21,7 @@ import trio
 
 from model.kernel import Shared, SpinLock, spin_lock, spin_unlock
 
+from .. import bootimage
 from ..engine import explore
 from ..workload import DEFAULT_WORKLOAD, driver_scenario, workload_config
 
@@ -133,18 +134,24 @@ def bench_workload(quick, bare_points_per_s):
     same run) over this one's: how much the full model costs per point.
     Every schedule also boots and tears down a machine (probe, domains,
     release: many events, five points); ``boot_ms_per_schedule`` measures that
-    with empty programs, and ``model_cost_per_point_after_boot`` leaves it
-    out.
+    with empty programs (the boot is a copy of a boot image, as in every
+    search: :mod:`stress.bootimage`), ``boot_ms_per_schedule_no_images``
+    with a real boot each time, and ``model_cost_per_point_after_boot``
+    leaves it out.
     """
     n = 30 if quick else 300
     per_schedule, points = workload_rate(workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"]), n)
-    boot, boot_points = workload_rate(dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)]), n)
+    empty = dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)])
+    boot, boot_points = workload_rate(empty, n)
+    with bootimage.disabled():
+        real_boot, _ = workload_rate(empty, n)
     after_boot = (points - boot_points) / max(per_schedule - boot, 1e-9)
     return {
         "workload_points_per_s": points / per_schedule,
         "workload_schedules_per_s": 1 / per_schedule,
         "model_cost_per_point": bare_points_per_s / (points / per_schedule),
         "boot_ms_per_schedule": boot * 1000,
+        "boot_ms_per_schedule_no_images": real_boot * 1000,
         "model_cost_per_point_after_boot": bare_points_per_s / after_boot,
     }
 

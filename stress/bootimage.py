@@ -1,0 +1,181 @@
+"""Boot images: a schedule starts from a copy of the machine its scenario booted.
+
+Boot (probe, default domains, the user's domains, runtime PM) is the same
+for every schedule of a search whose scenarios share a boot configuration,
+and costs a fifth of a short schedule.  A scenario that says how it boots
+(a :class:`BootRecipe`: the driver workloads do) gets an image: the pickled
+state right after ``kernel.setup`` ran - the kernel, every observer
+attached to it, and the state its CPU bodies work on - and later schedules
+start from an unpickled copy instead of booting again.
+
+A run from an image is the run a real boot would have given, decision for
+decision and byte for byte:
+
+* boot makes no decision (it runs alone on the boot CPU: no preemption, no
+  failure point), so the state after it is a function of the recipe's key,
+  the checkers and the run's flags (``kasan_reported``, ``inject_failures``,
+  ``coverage``): all of them key the image;
+* the one state a run shares with others is lockdep's graph.  An image is
+  taken only from a boot that taught the graph nothing (no new chain, so no
+  new edge, and no new usage bit: the second schedule of a search, or any
+  run on a graph recorded after one) and is used only on that graph, which
+  only grows, or on another copy of the same recorded base.  There every
+  lock the boot takes hits lockdep's chain cache and every usage bit is
+  known, so a real boot would learn and report nothing either;
+* what the run does not own is shared, not copied: the run's lock graph,
+  and every object a module holds at its top level or in a class
+  attribute (a module-level ``Mutex`` or ``Shared`` cell, sentinels);
+* a state that does not pickle (a closure, a Trio object) is simply not
+  imaged: that scenario boots every time, as it did before images existed.
+  A boot that reported a violation is never imaged.
+
+Images live in the process, per graph (a weak reference: they go with
+it); a soak's workers each keep their own.  ``IOMMU_STRESS_BOOT_IMAGES=0``
+turns them off (:data:`ENABLED`), for a bisection that suspects them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import sys
+import types
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+from model.kernel.core import _no_report
+
+__all__ = ["ENABLED", "BootRecipe", "find", "taken", "take", "graph_mark", "disabled"]
+
+#: images on (``IOMMU_STRESS_BOOT_IMAGES=0``: every schedule boots)
+ENABLED = os.environ.get("IOMMU_STRESS_BOOT_IMAGES", "1") != "0"
+
+
+@dataclass(frozen=True)
+class BootRecipe:
+    """How a scenario boots, apart from its CPUs: ``scenario(kernel)`` is
+    ``bodies(boot(kernel))``, and two scenarios with the same ``key`` boot
+    the same machine."""
+
+    key: tuple  # hashable: the driver and its boot configuration (not the programs)
+    boot: Callable  # kernel -> state: registers the setup and teardown on the kernel
+    bodies: Callable  # state -> one async callable per CPU
+
+
+@contextlib.contextmanager
+def disabled():
+    """Every schedule run inside boots (a benchmark's baseline)."""
+    global ENABLED
+    saved, ENABLED = ENABLED, False
+    try:
+        yield
+    finally:
+        ENABLED = saved
+
+
+_NEVER = object()  # this key does not image (its state does not pickle)
+
+# owner graph -> {key: image bytes or _NEVER}
+_IMAGES = weakref.WeakKeyDictionary()
+
+# what pickling must never copy: the type's module starts with one of these
+_FOREIGN = ("trio", "outcome", "hypothesis", "stress.scheduler", "stress.choosers", "stress.engine")
+
+# module-level values pickled by name anyway, or immutable: never shared by reference
+_BY_VALUE = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType, int, float, str, bytes, bool, type(None))
+
+
+class _Refused(Exception):
+    """The state holds something a copy must not hold (no image for it)."""
+
+
+def graph_mark(graph):
+    """What lockdep knows, counted: it changes exactly when a boot teaches the graph something."""
+    return (len(graph.chains), sum(map(len, graph.usage.values()))) if graph is not None else None
+
+
+def find(owner, key):
+    """``load(graph)`` for the image of ``key`` on ``owner``'s graph, or None."""
+    images = _IMAGES.get(owner) if ENABLED else None
+    image = images.get(key) if images is not None else None
+    if image is None or image is _NEVER:
+        return None
+    return image.load
+
+
+def taken(owner, key):
+    """Whether ``key`` has an image on ``owner`` already (or is known not to image)."""
+    images = _IMAGES.get(owner)
+    return images is not None and key in images
+
+
+def take(owner, key, kernel, graph, state):
+    """Image the booted ``kernel`` (with ``state``, what the CPU bodies need);
+    ``graph`` is the run's lock graph, which every copy shares."""
+    if not ENABLED:
+        return
+    images = _IMAGES.setdefault(owner, {})
+    report, kernel.report = kernel.report, _no_report  # the scheduler's: each run sets its own
+    try:
+        images[key] = _Image.dump((kernel, state), graph)
+    except (_Refused, pickle.PicklingError, TypeError, AttributeError, RecursionError):
+        images[key] = _NEVER
+    finally:
+        kernel.report = report
+
+
+def _shared():
+    """id -> object, for every object a loaded module holds at top level or in a class attribute."""
+    out = {}
+    for modname, mod in list(sys.modules.items()):
+        d = getattr(mod, "__dict__", None)
+        if not isinstance(d, dict):
+            continue
+        for value in list(d.values()):
+            if isinstance(value, type) and value.__module__ == modname:
+                for v in list(vars(value).values()):
+                    if not isinstance(v, _BY_VALUE):
+                        out[id(v)] = v
+            elif not isinstance(value, _BY_VALUE):
+                out[id(value)] = value
+    return out
+
+
+@dataclass(frozen=True)
+class _Image:
+    """A booted state, pickled; ``shared[i]`` is what its persistent id ``i`` names (0: the run's graph)."""
+
+    data: bytes
+    shared: tuple
+
+    @classmethod
+    def dump(cls, obj, graph):
+        shared = _shared()
+        index = {}  # id -> persistent id
+        refs = [None]
+
+        def persistent_id(o):
+            if o is graph:
+                return 0
+            i = index.get(id(o))
+            if i is None and id(o) in shared:
+                i = index[id(o)] = len(refs)
+                refs.append(o)
+            if i is None and type(o).__module__.startswith(_FOREIGN):
+                raise _Refused(type(o).__qualname__)
+            return i
+
+        buf = io.BytesIO()
+        pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.persistent_id = persistent_id
+        pickler.dump(obj)
+        return cls(buf.getvalue(), tuple(refs))
+
+    def load(self, graph):
+        """A fresh copy of the state, sharing ``graph`` and the modules' objects."""
+        unpickler = pickle.Unpickler(io.BytesIO(self.data))
+        unpickler.persistent_load = [graph, *self.shared[1:]].__getitem__  # C all the way: no Python frame per reference
+        return unpickler.load()
