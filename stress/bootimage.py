@@ -48,7 +48,7 @@ from typing import Callable
 
 from model.kernel.core import _no_report
 
-__all__ = ["ENABLED", "BootRecipe", "find", "taken", "take", "graph_mark", "disabled"]
+__all__ = ["ENABLED", "FRESH", "BootRecipe", "wrap", "owner_of", "find", "taken", "take", "graph_mark", "disabled"]
 
 #: images on (``IOMMU_STRESS_BOOT_IMAGES=0``: every schedule boots)
 ENABLED = os.environ.get("IOMMU_STRESS_BOOT_IMAGES", "1") != "0"
@@ -63,6 +63,29 @@ class BootRecipe:
     key: tuple  # hashable: the driver and its boot configuration (not the programs)
     boot: Callable  # kernel -> state: registers the setup and teardown on the kernel
     bodies: Callable  # state -> one async callable per CPU
+    after_boot: tuple = ()  # fn(kernel) each, on the booted (or copied) kernel, before bodies: see wrap()
+
+
+def wrap(scenario, before):
+    """``scenario`` with ``before(kernel)`` called each time it is built (an
+    engine's own observer or budget), its boot recipe kept.  From a boot
+    image ``before`` runs on the copy, after the boot it stands for: only
+    for something that does not watch the boot (an observer of workload
+    operations, a counter)."""
+
+    def run(kernel):
+        before(kernel)
+        return scenario(kernel)
+
+    run.__qualname__ = getattr(scenario, "__qualname__", "scenario")
+    recipe = getattr(scenario, "boot_recipe", None)
+    if recipe is not None:
+        run.boot_recipe = lambda: _with_after_boot(recipe(), before)
+    return run
+
+
+def _with_after_boot(recipe, fn):
+    return BootRecipe(recipe.key, recipe.boot, recipe.bodies, recipe.after_boot + (fn,))
 
 
 @contextlib.contextmanager
@@ -92,9 +115,32 @@ class _Refused(Exception):
     """The state holds something a copy must not hold (no image for it)."""
 
 
+class _Fresh:
+    """The owner of the images of runs whose graph starts empty (a fresh one
+    per schedule, or a search's first): there what the boot taught lockdep
+    is part of the image."""
+
+    __slots__ = ("__weakref__",)
+
+
+FRESH = _Fresh()
+
+# at most this many images per owner (each ~12 KB): a process that runs many
+# machine configurations (a test session) starts over past it
+_PER_OWNER = 256
+
+
+def owner_of(graph, lock_graph, lockdep_base):
+    """What the boot's lockdep state depends on besides the image key: nothing
+    (:data:`FRESH`) on an empty graph, else the shared graph or the base copied."""
+    if graph.empty():
+        return FRESH
+    return lock_graph if lock_graph is not None else lockdep_base
+
+
 def graph_mark(graph):
     """What lockdep knows, counted: it changes exactly when a boot teaches the graph something."""
-    return (len(graph.chains), sum(map(len, graph.usage.values()))) if graph is not None else None
+    return len(graph.chains), sum(map(len, graph.usage.values()))
 
 
 def find(owner, key):
@@ -114,13 +160,16 @@ def taken(owner, key):
 
 def take(owner, key, kernel, graph, state):
     """Image the booted ``kernel`` (with ``state``, what the CPU bodies need);
-    ``graph`` is the run's lock graph, which every copy shares."""
+    ``graph`` is the run's lock graph: every copy uses its own run's, which
+    for :data:`FRESH` learns what this boot taught it."""
     if not ENABLED:
         return
     images = _IMAGES.setdefault(owner, {})
+    if len(images) >= _PER_OWNER:
+        images.clear()
     report, kernel.report = kernel.report, _no_report  # the scheduler's: each run sets its own
     try:
-        images[key] = _Image.dump((kernel, state), graph)
+        images[key] = _Image.dump((kernel, state), graph, graph.copy() if owner is FRESH else None)
     except (_Refused, pickle.PicklingError, TypeError, AttributeError, RecursionError):
         images[key] = _NEVER
     finally:
@@ -146,13 +195,15 @@ def _shared():
 
 @dataclass(frozen=True)
 class _Image:
-    """A booted state, pickled; ``shared[i]`` is what its persistent id ``i`` names (0: the run's graph)."""
+    """A booted state, pickled; ``shared[i]`` is what its persistent id ``i``
+    names (0: the run's graph); ``learnt`` what the boot taught a fresh graph."""
 
     data: bytes
     shared: tuple
+    learnt: object = None
 
     @classmethod
-    def dump(cls, obj, graph):
+    def dump(cls, obj, graph, learnt=None):
         shared = _shared()
         index = {}  # id -> persistent id
         refs = [None]
@@ -172,10 +223,12 @@ class _Image:
         pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
         pickler.persistent_id = persistent_id
         pickler.dump(obj)
-        return cls(buf.getvalue(), tuple(refs))
+        return cls(buf.getvalue(), tuple(refs), learnt)
 
     def load(self, graph):
-        """A fresh copy of the state, sharing ``graph`` and the modules' objects."""
+        """A fresh copy of the state, on ``graph`` and sharing the modules' objects."""
+        if self.learnt is not None:
+            graph.learn_from(self.learnt)
         unpickler = pickle.Unpickler(io.BytesIO(self.data))
         unpickler.persistent_load = [graph, *self.shared[1:]].__getitem__  # C all the way: no Python frame per reference
         return unpickler.load()

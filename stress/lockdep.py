@@ -216,6 +216,21 @@ class LockGraph:
         g.waits = dict(self.waits)
         return g
 
+    def empty(self):
+        """Nothing learnt yet (a fresh graph)."""
+        return not (self.fwd or self.usage or self.chains or self.waits)
+
+    def learn_from(self, learnt):
+        """Make this (empty) graph what ``learnt`` is, every edge type and
+        usage bit recorded at this graph's :attr:`origin`: a fresh graph
+        whose boot a boot image replaced (:mod:`stress.bootimage`)."""
+        o = self.origin
+        self.fwd = {a: {b: (sa, sb, o, dict.fromkeys(deps, o)) for b, (sa, sb, _, deps) in nxt.items()} for a, nxt in learnt.fwd.items()}
+        self.bwd = {c: set(prev) for c, prev in learnt.bwd.items()}
+        self.usage = {c: {bit: (stack, o) for bit, (stack, _) in bits.items()} for c, bits in learnt.usage.items()}
+        self.chains = set(learnt.chains)
+        self.waits = dict(learnt.waits)
+
     def dep(self, a, b):
         """The dependency mask of a -> b (``DEP_*`` bits), 0 without the edge."""
         e = self.fwd.get(a, _NONE).get(b)

@@ -38,6 +38,7 @@ from model.kernel.core import Kernel
 from . import bootimage
 from .checkers import attach_checkers, default_checkers
 from .choosers import Replay
+from .lockdep import LockGraph
 from .errors import ScenarioError
 from .scheduler import Scheduler
 from .search.coverage import Coverage
@@ -87,11 +88,11 @@ async def run_schedule_async(
     coverage=False,
 ):
     checkers = tuple(default_checkers() if checkers is None else checkers)
-    graph = lock_graph if lock_graph is not None else (lockdep_base.copy() if lockdep_base is not None else None)
+    graph = lock_graph if lock_graph is not None else (lockdep_base.copy() if lockdep_base is not None else LockGraph())
     # a boot image (stress.bootimage) is kept per graph the boot's lockdep state depends on
-    owner = lock_graph if lock_graph is not None else lockdep_base
+    owner = bootimage.owner_of(graph, lock_graph, lockdep_base)
     recipe = key = None
-    if owner is not None and not trace and bootimage.ENABLED and getattr(scenario, "boot_recipe", None) is not None:
+    if not trace and bootimage.ENABLED and getattr(scenario, "boot_recipe", None) is not None:
         recipe = _recipe(scenario)
         key = (recipe.key, checkers, bool(inject_failures), bool(kasan_reported), bool(coverage))
     image = bootimage.find(owner, key) if key is not None else None
@@ -115,13 +116,18 @@ async def run_schedule_async(
         if recipe is not None and bootimage.taken(owner, key):
             recipe = None  # this boot does not image: boot as the scenario says
         state = _call(scenario, recipe.boot, kernel) if recipe is not None else None
-    bodies = _build(scenario, scenario, kernel) if recipe is None else _build(scenario, recipe.bodies, state)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        if recipe is not None and image is None:  # boot, and image it if lockdep learnt nothing
-            mark = bootimage.graph_mark(graph)
-            if await sched.boot() and bootimage.graph_mark(graph) == mark:
-                bootimage.take(owner, key, kernel, graph, state)
+        if recipe is None:
+            bodies = _build(scenario, scenario, kernel)
+        else:
+            if image is None:  # boot, and image it (on a graph it taught nothing)
+                mark = bootimage.graph_mark(graph)
+                if await sched.boot() and (owner is bootimage.FRESH or bootimage.graph_mark(graph) == mark):
+                    bootimage.take(owner, key, kernel, graph, state)
+            for fn in recipe.after_boot:
+                _call(scenario, fn, kernel)
+            bodies = _build(scenario, recipe.bodies, state)
         await sched.run(bodies)
     _check_unawaited(scenario, caught)
     return Outcome(

@@ -31,6 +31,7 @@ inputs, same result: nothing here depends on time or randomness.
 
 from __future__ import annotations
 
+from . import bootimage
 from .choosers import FAIL_EVERY, Replay
 from .errors import ScenarioError
 from .run import run_schedule
@@ -68,13 +69,10 @@ class _Budget:
 
     def counted(self, scenario):
         """``scenario`` that charges one replay each time the engine builds it."""
+        return bootimage.wrap(scenario, self._charge)
 
-        def run(kernel):
-            self.left -= 1
-            return scenario(kernel)
-
-        run.__qualname__ = getattr(scenario, "__qualname__", "scenario")
-        return run
+    def _charge(self, kernel):
+        self.left -= 1
 
 
 def _steps(cpu):
@@ -118,12 +116,10 @@ class _Switches:
         self.count = {}
 
     def observe(self, scenario):
-        def run(kernel):
-            kernel.attach(self.ops)
-            return scenario(kernel)
+        return bootimage.wrap(scenario, self._attach)
 
-        run.__qualname__ = getattr(scenario, "__qualname__", "scenario")
-        return run
+    def _attach(self, kernel):
+        kernel.attach(self.ops)  # op_begin only: nothing a boot emits
 
     def key(self, cur):
         where = self.ops.at(cur)
