@@ -1,12 +1,15 @@
 """Boot images: a schedule starts from a copy of the machine its scenario booted.
 
 Boot (probe, default domains, the user's domains, runtime PM) is the same
-for every schedule of a search whose scenarios share a boot configuration,
-and costs a fifth of a short schedule.  A scenario that says how it boots
-(a :class:`BootRecipe`: the driver workloads do) gets an image: the pickled
-state right after ``kernel.setup`` ran - the kernel, every observer
-attached to it, and the state its CPU bodies work on - and later schedules
-start from an unpickled copy instead of booting again.
+for every schedule of a search whose scenarios share a boot configuration.
+A scenario that says how it boots (a :class:`BootRecipe`: the driver
+workloads do) gets an image: the pickled state right after
+``kernel.setup`` ran - the kernel, every observer attached to it, and the
+state its CPU bodies work on - and later schedules start from an unpickled
+copy instead of booting again.  A copy costs about two thirds of a boot
+(3.2 M instructions against 5 M on the default machine: unpickling makes
+every object again), so a default-workload schedule is ~5% cheaper and one
+with empty programs ~15%.
 
 A run from an image is the run a real boot would have given, decision for
 decision and byte for byte:
@@ -37,6 +40,7 @@ turns them off (:data:`ENABLED`), for a bisection that suspects them.
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import io
 import os
 import pickle
@@ -101,7 +105,7 @@ def disabled():
 
 _NEVER = object()  # this key does not image (its state does not pickle)
 
-# owner graph -> {key: image bytes or _NEVER}
+# owner (a graph, or FRESH) -> {key: _Image or _NEVER}
 _IMAGES = weakref.WeakKeyDictionary()
 
 # what pickling must never copy: the type's module starts with one of these
@@ -177,11 +181,24 @@ def take(owner, key, kernel, graph, state):
 
 
 def _shared():
-    """id -> object, for every object a loaded module holds at top level or in a class attribute."""
+    """id -> object, for every object a loaded module holds at top level or
+    in a class attribute: scanned again when a module was imported since
+    (the model binds its module-level objects at import)."""
+    if _SHARED and _SHARED[0] == len(sys.modules):
+        return _SHARED[1]
+    out = _scan()
+    _SHARED[:] = [len(sys.modules), out]  # the objects are kept: their ids stay theirs
+    return out
+
+
+_SHARED = []  # [len(sys.modules) when scanned, its _scan()]
+
+
+def _scan():
     out = {}
     for modname, mod in list(sys.modules.items()):
         d = getattr(mod, "__dict__", None)
-        if not isinstance(d, dict):
+        if not isinstance(d, dict) or modname == "__main__":  # a script's globals may hold a run's objects
             continue
         for value in list(d.values()):
             if isinstance(value, type) and value.__module__ == modname:
@@ -191,6 +208,65 @@ def _shared():
             elif not isinstance(value, _BY_VALUE):
                 out[id(value)] = value
     return out
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles a booted state: ``refs[i]`` is what persistent id ``i`` names
+    (0: the run's ``graph``, then the modules' objects met)."""
+
+    def __init__(self, buf, graph):
+        super().__init__(buf, protocol=pickle.HIGHEST_PROTOCOL)
+        self.graph = graph
+        self.shared = _shared()
+        self.index = {}  # id -> persistent id
+        self.refs = [None]
+
+    def persistent_id(self, o):
+        if o is self.graph:
+            return 0
+        i = self.index.get(id(o))
+        if i is None and id(o) in self.shared:
+            i = self.index[id(o)] = len(self.refs)
+            self.refs.append(o)
+        if i is None and type(o).__module__.startswith(_FOREIGN):
+            raise _Refused(type(o).__qualname__)
+        return i
+
+    def reducer_override(self, o):
+        return _reduce(o)
+
+
+def _reduce(o):
+    """How an instance of a plain class pickles: created bare, then its
+    attributes set one by one (:func:`_set_attributes`).  Pickle's own way
+    fills ``o.__dict__``, which makes CPython keep the object's attributes in
+    a real dict instead of its inline values: every attribute access on the
+    copy would then be slower than on a booted object."""
+    cls = type(o)
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = (
+            cls.__flags__ & _HEAPTYPE  # a class written in Python
+            and cls.__reduce_ex__ is object.__reduce_ex__
+            and cls.__reduce__ is object.__reduce__
+            and getattr(cls, "__getstate__", object.__getstate__) is object.__getstate__
+            and getattr(cls, "__setstate__", None) is None
+            and "__slots__" not in vars(cls)
+            and not issubclass(cls, (type, list, dict, set, tuple, str, bytes, int, float, frozenset))
+            and all(getattr(b, "__slots__", ()) == () for b in cls.__mro__[1:-1])
+        )
+    if not plain or not hasattr(o, "__dict__"):
+        return NotImplemented
+    return (copyreg.__newobj__, (cls,), dict(o.__dict__), None, None, _set_attributes)
+
+
+_PLAIN = {}  # class -> whether _reduce pickles its instances
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+
+
+def _set_attributes(obj, state):
+    for name, value in state.items():
+        object.__setattr__(obj, name, value)  # frozen dataclasses too
 
 
 @dataclass(frozen=True)
@@ -204,26 +280,10 @@ class _Image:
 
     @classmethod
     def dump(cls, obj, graph, learnt=None):
-        shared = _shared()
-        index = {}  # id -> persistent id
-        refs = [None]
-
-        def persistent_id(o):
-            if o is graph:
-                return 0
-            i = index.get(id(o))
-            if i is None and id(o) in shared:
-                i = index[id(o)] = len(refs)
-                refs.append(o)
-            if i is None and type(o).__module__.startswith(_FOREIGN):
-                raise _Refused(type(o).__qualname__)
-            return i
-
         buf = io.BytesIO()
-        pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.persistent_id = persistent_id
+        pickler = _Pickler(buf, graph)
         pickler.dump(obj)
-        return cls(buf.getvalue(), tuple(refs), learnt)
+        return cls(buf.getvalue(), tuple(pickler.refs), learnt)
 
     def load(self, graph):
         """A fresh copy of the state, on ``graph`` and sharing the modules' objects."""

@@ -149,7 +149,8 @@ class RaceDetector:
 
     def __setstate__(self, state):
         # a copy of a booted run (stress.bootimage): ``synced`` is keyed by the copies' ids
-        self.__dict__.update(state)
+        for name, value in state.items():
+            setattr(self, name, value)
         self.synced = {id(obj): (obj, clock) for obj, clock in self.synced.values()}
 
     def _tid(self, cpu):
