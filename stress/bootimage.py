@@ -174,7 +174,7 @@ def take(owner, key, kernel, graph, state):
     report, kernel.report = kernel.report, _no_report  # the scheduler's: each run sets its own
     try:
         images[key] = _Image.dump((kernel, state), graph, graph.copy() if owner is FRESH else None)
-    except (_Refused, pickle.PicklingError, TypeError, AttributeError, RecursionError):
+    except Exception:  # noqa: BLE001 - whatever does not pickle (ctypes, a closure, a Trio object): no image
         images[key] = _NEVER
     finally:
         kernel.report = report

@@ -5,7 +5,10 @@ It guarantees:
 
 * a fresh :class:`~model.kernel.core.Kernel` per run: the lock, cell and
   checker state of a run lives in that kernel and its observers, so the same
-  scenario and decisions give the same outcome whatever ran before;
+  scenario and decisions give the same outcome whatever ran before.  For a
+  scenario with a boot recipe (a driver workload) the kernel may be a copy
+  of one booted before (:mod:`stress.bootimage`): the same state a boot
+  gives, so the same outcome;
 * the one exception is lockdep's dependency graph, which a search may keep
   across its schedules (``lock_graph``: used and extended in place) or
   start from a recorded state (``lockdep_base``: copied, never changed),
