@@ -197,16 +197,17 @@ _SHARED = []  # [len(sys.modules) when scanned, its _scan()]
 def _scan():
     out = {}
     for modname, mod in list(sys.modules.items()):
-        d = getattr(mod, "__dict__", None)
-        if not isinstance(d, dict) or modname == "__main__":  # a script's globals may hold a run's objects
+        if modname == "__main__":  # a script's globals may hold a run's objects
             continue
-        for value in list(d.values()):
-            if isinstance(value, type) and value.__module__ == modname:
-                for v in list(vars(value).values()):
-                    if not isinstance(v, _BY_VALUE):
-                        out[id(v)] = v
-            elif not isinstance(value, _BY_VALUE):
-                out[id(value)] = value
+        try:
+            values = list(vars(mod).values())
+            for value in values:
+                if isinstance(value, type) and value.__module__ == modname:
+                    out.update((id(v), v) for v in list(vars(value).values()) if not isinstance(v, _BY_VALUE))
+                elif not isinstance(value, _BY_VALUE):
+                    out[id(value)] = value
+        except Exception:  # noqa: BLE001 - a module of proxies or lazy attributes: its objects are not the model's
+            continue
     return out
 
 
