@@ -52,7 +52,7 @@ from typing import Callable
 
 from model.kernel.core import _no_report
 
-__all__ = ["ENABLED", "FRESH", "BootRecipe", "wrap", "owner_of", "find", "taken", "take", "graph_mark", "disabled"]
+__all__ = ["ENABLED", "FRESH", "BootRecipe", "wrap", "owner_of", "find", "refused", "take", "graph_mark", "disabled"]
 
 #: images on (``IOMMU_STRESS_BOOT_IMAGES=0``: every schedule boots)
 ENABLED = os.environ.get("IOMMU_STRESS_BOOT_IMAGES", "1") != "0"
@@ -156,10 +156,10 @@ def find(owner, key):
     return image.load
 
 
-def taken(owner, key):
-    """Whether ``key`` has an image on ``owner`` already (or is known not to image)."""
+def refused(owner, key):
+    """Whether ``key`` is known not to image on ``owner`` (its state did not pickle)."""
     images = _IMAGES.get(owner)
-    return images is not None and key in images
+    return images is not None and images.get(key) is _NEVER
 
 
 def take(owner, key, kernel, graph, state):

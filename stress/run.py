@@ -116,7 +116,7 @@ async def run_schedule_async(
             cov = Coverage(kernel)
             kernel.attach(cov)
         sched = Scheduler(kernel, chooser, max_steps=max_steps, trace=tracer)
-        if recipe is not None and bootimage.taken(owner, key):
+        if recipe is not None and bootimage.refused(owner, key):
             recipe = None  # this boot does not image: boot as the scenario says
         state = _call(scenario, recipe.boot, kernel) if recipe is not None else None
     with warnings.catch_warnings(record=True) as caught:
