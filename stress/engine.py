@@ -73,6 +73,7 @@ __all__ = [
     "prior_graph",
     "make_chooser",
     "to_violation",
+    "teachers_before",
     "plain_message",
 ]
 
@@ -213,10 +214,10 @@ class _Reporter:
         self.opts = dict(self.opts, kasan_reported=True)
         self.meta = after_kasan(self.meta)
 
-    def __call__(self, result, index, out, concrete, concrete_target, priors):
+    def __call__(self, result, index, out, concrete, concrete_target, priors, teachers=()):
         """Shrink and report ``out`` (runs in a thread: shrinking runs schedules of its own)."""
         self.signatures.add(signature(out.violation))
-        v = to_violation(concrete, out, index, _meta_for(self.meta, concrete_target), self.opts, self.shrink, priors)
+        v = to_violation(concrete, out, index, _meta_for(self.meta, concrete_target), self.opts, self.shrink, priors, teachers)
         if v.report["signature"] in self.signatures and v.report["signature"] != signature(out.violation):
             return  # shrinking led to a bug already reported
         self.signatures.add(v.report["signature"])
@@ -288,7 +289,8 @@ class _Search:
                 result.first_finds.setdefault(out.kind, (result.schedules, time.monotonic() - self.t0))
             if out.violation is not None and not report.known(out):
                 priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
-                await trio.to_thread.run_sync(report, result, index, out, concrete, concrete_target, priors)
+                teachers = teachers_before(self.teachers, index)
+                await trio.to_thread.run_sync(report, result, index, out, concrete, concrete_target, priors, teachers)
                 if not keep_going:
                     break
             if out.violation is not None and out.violation.get("kasan") and not self.opts.get("kasan_reported"):
@@ -336,16 +338,45 @@ def _describe(out):
     return f"{out.kind}: {out.violation['message']}"
 
 
-def to_violation(scenario, outcome, index, meta, opts, shrink, priors=()):
-    """The :class:`Violation` of a find: replay-checked, shrunk, reported (also a soak's batches use it)."""
-    found = list(outcome.decisions)
+def teachers_before(teachers, index):
+    """``[(index, scenario, target, decisions)]`` of every run before ``index``
+    that taught lockdep's graph something (``teachers``: index -> the rest)."""
+    return [(i, *teachers[i]) for i in sorted(teachers) if i < index]
+
+
+def _replay_find(scenario, found, index, opts, priors):
+    """``(opts, outcome)``: the run of ``found`` on the graph ``priors`` teach."""
     if priors:
         base = prior_graph([(i, s, d) for i, s, _, d in priors], opts)
         base.origin = index
         opts = dict(opts, lockdep_base=base)
+    return opts, replay_decisions(scenario, found, **opts)
+
+
+def _same_find(again, outcome):
+    return again.kind == outcome.kind and plain_message(again.violation["message"]) == plain_message(outcome.violation["message"])
+
+
+def to_violation(scenario, outcome, index, meta, opts, shrink, priors=(), teachers=()):
+    """The :class:`Violation` of a find: replay-checked, shrunk, reported (also a soak's batches use it).
+
+    ``priors`` are the earlier runs the find's splat cites (lockdep's
+    ``prior``), ``teachers`` every earlier run that taught the search's graph
+    something (:func:`teachers_before`).  The find is replayed on the graph
+    its priors teach; when that graph makes the run take another path (a
+    fact the splat does not cite, or the order lockdep's walks meet the
+    classes in, which follows the order the facts were learnt), it is
+    replayed on the graph every teacher taught, in order: the search's own,
+    and the report's ``prior`` lists them all.
+    """
+    found = list(outcome.decisions)
     # The find must replay as found before anything is built on it.
-    again = replay_decisions(scenario, found, **opts)
-    if again.kind != outcome.kind or plain_message(again.violation["message"]) != plain_message(outcome.violation["message"]):
+    run_opts, again = _replay_find(scenario, found, index, opts, priors)
+    if not _same_find(again, outcome) and teachers and [p[0] for p in teachers] != [p[0] for p in priors]:
+        priors = list(teachers)
+        run_opts, again = _replay_find(scenario, found, index, opts, priors)
+    opts = run_opts
+    if not _same_find(again, outcome):
         raise ReplayMismatch(
             f"schedule {index} of {_name(meta['target'])} found {_describe(outcome)}, "
             f"but its replay ended in {_describe(again)}: the scenario is not deterministic "

@@ -230,3 +230,22 @@ def test_a_decision_out_of_range_is_an_engine_error_not_a_finding():
 
     with pytest.raises(EngineError, match="chose option"):
         run_schedule(abba, Broken())
+
+
+def test_a_find_whose_cited_priors_teach_another_path_replays_on_every_teacher():
+    """B7, seed 1: schedule 6 closes a SOFTIRQ-safe -> unsafe path through
+    (&cookie->fq_timer); on the graph of the two schedules its splat cites
+    alone, lockdep's walk meets vsi_iommu_domain->lock first and the replay
+    reports another path.  The find is replayed on every earlier schedule
+    that taught the graph (the search's own graph) and reported with them."""
+    from stress.engine import explore
+    from stress.targets import replay_report
+    from stress.workload import DEFAULT_WORKLOAD, driver_scenario
+
+    result = explore(driver_scenario("vsi-b7-irq-unsafe-lock", DEFAULT_WORKLOAD), strategy="pct", seed=1, schedules=7, keep_going=True)
+    (v,) = [v for v in result.violations if v.report["schedule"] == 6]
+    assert "(&cookie->fq_timer) -> vsi_iommu_domain->lock -> vsi_iommu->lock" in v.message
+    prior = [p["schedule"] for p in v.report["prior"]]
+    assert len(prior) > 2 and prior == sorted(prior) and prior[-1] < 6
+    again = replay_report(v.report, trace=False)
+    assert again.kind == v.kind and again.violation["message"] == v.message

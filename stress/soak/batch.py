@@ -446,11 +446,11 @@ class _Range:
         self.edges = set()
         self.teachers = {}  # index -> (scenario, target, decisions) of runs that taught lockdep
         self.schedules = self.points = 0
-        self.hits = {}  # signature -> [kind, message, first index, count, outcome, concrete, priors]
+        self.hits = {}  # signature -> [kind, message, first index, count, outcome, concrete, priors, opts, teachers]
 
     async def run(self, lo, stop, count_from):
         from stress.choosers import FAIL_POINTS
-        from stress.engine import make_chooser
+        from stress.engine import make_chooser, teachers_before
         from stress.lockdep import LockGraph
         from stress.run import run_schedule_async
         from stress.scenarios import concretize, target_of
@@ -500,7 +500,8 @@ class _Range:
             hit = self.hits.get(sig)
             if hit is None:
                 priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
-                self.hits[sig] = [out.kind, out.violation["message"], index, 1, out, concrete, priors, opts]
+                teachers = teachers_before(self.teachers, index)
+                self.hits[sig] = [out.kind, out.violation["message"], index, 1, out, concrete, priors, opts, teachers]
             else:
                 hit[3] += 1
         if self.keep_graph:
@@ -510,11 +511,11 @@ class _Range:
         from stress.engine import after_kasan, plain_message, to_violation
 
         finds = []
-        for sig, (kind, message, index, count, out, concrete, priors, opts) in self.hits.items():
+        for sig, (kind, message, index, count, out, concrete, priors, opts, teachers) in self.hits.items():
             report = None
             if sig not in known:
                 m = after_kasan(meta) if opts.get("kasan_reported") else meta
-                report = to_violation(concrete, out, index, m, opts, True, priors).report
+                report = to_violation(concrete, out, index, m, opts, True, priors, teachers).report
             finds.append(Find(sig, kind, plain_message(message), index, count, report))
         finds.sort(key=lambda f: f.schedule)
         edges = sorted([str(a), str(b)] for a, b in self.edges)
