@@ -87,7 +87,13 @@ def culprit(stack):
 
 def func(frame):
     """The function of a frame (``%ps``: no offset)."""
-    return frame.split(" (", 1)[0] if frame else "?"
+    name = _FUNC.get(frame)
+    if name is None:
+        name = _FUNC[frame] = frame.split(" (", 1)[0] if frame else "?"
+    return name
+
+
+_FUNC = {}  # frame text -> its function (a stack's frames are a few thousand strings at most)
 
 
 def location(frame):

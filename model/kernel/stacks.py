@@ -96,7 +96,11 @@ _STOP = object()  # end the walk
 _SCHED = object()  # the scheduler: skipped where the walk starts, else ends it
 _SKIP = object()  # not shown
 _LINE = object()  # shown with its file and line
+# id(code) -> how it is shown.  Keyed by id: a code object's hash is computed
+# from its names and constants on every lookup (hundreds of ns for a driver
+# function), an int's is itself.  _CODES keeps each code alive: its id stays its own.
 _HOW = {}
+_CODES = []
 
 _SCHED_MODULES = frozenset({"stress.scheduler"})
 _STOP_MODULES = frozenset({"stress.engine", "stress.run"})
@@ -156,7 +160,8 @@ def _prefix(code, mod):
 
 def _learn(frame):
     code = frame.f_code
-    how = _HOW[code] = _classify(code, frame.f_globals)
+    how = _HOW[id(code)] = _classify(code, frame.f_globals)
+    _CODES.append(code)
     return how
 
 
@@ -198,12 +203,16 @@ def model_stack(skip=1, limit=LIMIT):
     ``skip`` counts from the caller of ``model_stack`` (1 = the caller).
     """
     f = sys._getframe(skip)
-    how = _HOW.get(f.f_code) or _learn(f)
+    how = _HOW.get(id(f.f_code))
+    if how is None:
+        how = _learn(f)
     while how is _SCHED:  # taken inside the scheduler: its frames are not the CPU's
         f = f.f_back
         if f is None:
             return ()
-        how = _HOW.get(f.f_code) or _learn(f)
+        how = _HOW.get(id(f.f_code))
+        if how is None:
+            how = _learn(f)
     out = []
     while True:
         cls = how.__class__
@@ -219,7 +228,9 @@ def model_stack(skip=1, limit=LIMIT):
         f = f.f_back
         if f is None or len(out) >= limit:
             break
-        how = _HOW.get(f.f_code) or _learn(f)
+        how = _HOW.get(id(f.f_code))
+        if how is None:
+            how = _learn(f)
     return tuple(out)
 
 
@@ -233,7 +244,9 @@ def _format(entries, limit, full=False):
     leading = True
     for frame, lineno in entries:
         code = frame.f_code
-        how = _HOW.get(code) or _learn(frame)
+        how = _HOW.get(id(code))
+        if how is None:
+            how = _learn(frame)
         if how is _SCHED or how is _STOP:
             if leading:
                 continue

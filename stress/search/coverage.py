@@ -84,14 +84,18 @@ KINDS = ("lock", "alias", "overlap", "func")
 
 _SCHED_OR_STOP = ("stress.", "trio", "outcome", "hypothesis", "_pytest", "pluggy")
 _NOT_DRIVER = ("model.kernel", "model.hw", "model.iommu", "model.workloads", "model.soc")
-_DRIVER_OF = {}  # code -> function name if a driver's, False if not, None to stop the walk
-_SITE = {}  # (code, f_lasti) -> "function:line" (f_lineno is computed on every read; f_lasti is a field)
+# Keyed by id(code), as model.kernel.stacks keys its own (a code object's hash
+# is recomputed on every lookup); _CODES keeps the codes, so an id stays theirs.
+_DRIVER_OF = {}  # id(code) -> function name if a driver's, False if not, None to stop the walk
+_SITE = {}  # (id(code), f_lasti) -> "function:line" (f_lineno is computed on every read; f_lasti is a field)
+_CODES = []
+_UNSEEN = object()
 
 
 def _driver_of(frame):
     code = frame.f_code
-    how = _DRIVER_OF.get(code, 0)
-    if how == 0:
+    how = _DRIVER_OF.get(id(code), _UNSEEN)
+    if how is _UNSEEN:
         mod = frame.f_globals.get("__name__") or ""
         if mod.startswith(_SCHED_OR_STOP):
             how = None
@@ -99,7 +103,8 @@ def _driver_of(frame):
             how = False
         else:
             how = code.co_name
-        _DRIVER_OF[code] = how
+        _DRIVER_OF[id(code)] = how
+        _CODES.append(code)
     return how
 
 
@@ -140,13 +145,16 @@ class Coverage:
         place when no driver frame is on the stack (the IOMMU core's own)."""
         f = sys._getframe(2)
         depth = 0
+        driver_of = _DRIVER_OF.get
         while f is not None and depth < 24:
-            how = _driver_of(f)
+            how = driver_of(id(f.f_code), _UNSEEN)
+            if how is _UNSEEN:  # first sight (a sentinel: False, not a driver's, == 0)
+                how = _driver_of(f)
             if how is None:
                 break
             if how:
                 self.features.add(("func", how))
-                key = (f.f_code, f.f_lasti)
+                key = (id(f.f_code), f.f_lasti)
                 site = _SITE.get(key)
                 if site is None:
                     site = _SITE[key] = f"{how}:{f.f_lineno}"
