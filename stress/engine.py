@@ -41,18 +41,17 @@ is particular to it.
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import trio
 
 from .checkers import cross_schedule, default_checkers
-from .choosers import FAIL_POINTS, BoundedExhaustive, Replay, pct_chooser, random_chooser
-from .errors import ScenarioError
+from .choosers import FAIL_POINTS, PCT, BoundedExhaustive, PlannedPCT, RandomWalk, Replay, pct_chooser, random_chooser
+from .errors import ReplayMismatch, ScenarioError
 from .lockdep import LockGraph
 from .report import build_report
 from .results import Result, Violation
-from .run import DEFAULT_MAX_STEPS, Outcome, replay_decisions, run_schedule, run_schedule_async
+from .run import DEFAULT_MAX_STEPS, Outcome, describe as _describe, plain_message, replay_decisions, run_schedule, run_schedule_async
 from .scenarios import concretize, shrinker_of, target_of
 from .search.guided import Guided
 from .shrink import shrink_decisions
@@ -80,10 +79,6 @@ __all__ = [
 STRATEGIES = ("pct", "random", "exhaustive", "hypothesis", "guided", "replay")
 
 
-
-
-class ReplayMismatch(ScenarioError):
-    """A found violation did not replay the same: the scenario is not deterministic."""
 
 
 def make_chooser(strategy, seed, index, *, pct_depth, k, fail_points=None):
@@ -243,6 +238,8 @@ class _Search:
         self.teachers = {}
         # failure injection: the most failure points a schedule had so far
         self.fail_points = FAIL_POINTS if opts.get("inject_failures") else None
+        # the share of recent fast runs that escalated (ran again in full)
+        self.escalating = 0.0
 
     async def run(self, schedules, deadline, keep_going, progress, report, stop):
         result = Result()
@@ -305,14 +302,27 @@ class _Search:
 
     async def _one(self, index, concrete, concrete_target, chooser):
         graph = self.graph
+        fast = type(chooser) in _FAST_CHOOSERS and self.escalating < FAST_ESCALATING
         if graph is None:
-            return await run_schedule_async(concrete, chooser, coverage=True, **self.opts)
-        graph.origin = index
-        before = graph.size()
-        out = await run_schedule_async(concrete, chooser, lock_graph=graph, coverage=True, **self.opts)
-        if graph.size() != before:
-            self.teachers[index] = (concrete, target_of(concrete), list(out.decisions))
+            out = await run_schedule_async(concrete, chooser, coverage=True, fast=fast, **self.opts)
+        else:
+            graph.origin = index
+            before = graph.size()
+            out = await run_schedule_async(concrete, chooser, lock_graph=graph, coverage=True, fast=fast, **self.opts)
+            if graph.size() != before:
+                self.teachers[index] = (concrete, target_of(concrete), list(out.decisions))
+        if fast:
+            self.escalating = 0.9 * self.escalating + 0.1 * out.escalated
+        else:
+            self.escalating *= 0.9  # try fast runs again after a while
         return out
+
+
+#: the choosers a fast run can start again from a copy (stress.run: fast)
+_FAST_CHOOSERS = (PCT, PlannedPCT, RandomWalk)
+#: fast runs stop while more than this share of recent ones escalated (a search
+#: that finds in most schedules runs them in full: the outcomes are the same)
+FAST_ESCALATING = 0.3
 
 
 def prior_graph(priors, opts):
@@ -322,20 +332,6 @@ def prior_graph(priors, opts):
         graph.origin = index
         run_schedule(scenario, Replay(decisions), lock_graph=graph, **opts)
     return graph
-
-
-_ADDRESS = re.compile(r"0x[0-9a-f]{8,}")
-
-
-def plain_message(message):
-    """A message without Python object addresses (``<... at 0x7f...>`` differs per run)."""
-    return _ADDRESS.sub("0x...", message)
-
-
-def _describe(out):
-    if out.violation is None:
-        return "no violation"
-    return f"{out.kind}: {out.violation['message']}"
 
 
 def teachers_before(teachers, index):

@@ -6,7 +6,9 @@
   that is not async, an ``await`` of a plain call, a coroutine of a model
   primitive that was never awaited, no CPUs at all).  It is a subclass of
   :class:`UsageError`: the user must fix their code, and nothing is reported
-  as a bug of the driver.
+  as a bug of the driver.  :class:`ReplayMismatch` is the one for a
+  scenario that is not deterministic (a find that does not run again the
+  same).
 
 And one that is a bug of this tool, never of the driver:
 
@@ -16,7 +18,7 @@ And one that is a bug of this tool, never of the driver:
 
 from __future__ import annotations
 
-__all__ = ["UsageError", "ScenarioError", "EngineError"]
+__all__ = ["UsageError", "ScenarioError", "ReplayMismatch", "EngineError"]
 
 
 class UsageError(Exception):
@@ -25,6 +27,10 @@ class UsageError(Exception):
 
 class ScenarioError(UsageError):
     """The scenario (or a plugin driver) is broken: a usage error, never a finding."""
+
+
+class ReplayMismatch(ScenarioError):
+    """A found violation did not replay the same: the scenario is not deterministic."""
 
 
 class EngineError(RuntimeError):

@@ -262,12 +262,22 @@ class Lockdep:
         self.kernel = kernel
         self.graph = LockGraph() if graph is None else graph
         self.held = {}  # cpu id -> [_Held]
+        # A fast run (stress.run) keeps no stacks, and ``escalate`` (the
+        # scheduler's) ends it before the graph, which outlives it, learns a
+        # fact without its stacks.
+        self.lazy_stacks = False
+        self.escalate = None
+
+    def _learn(self):
+        """About to add to the graph (a chain, an edge, a usage bit)."""
+        if self.escalate is not None:
+            self.escalate()
 
     # -- hooks --------------------------------------------------------------------
 
     def lock_acquire(self, cpu, lock, trylock, subclass, read=0):
         cls = lock.name if not subclass else f"{lock.name}/{subclass}"
-        stack = model_stack(2)
+        stack = model_stack(2) if not self.lazy_stacks else ()
         held = self.held.get(cpu.id)
         if held is None:
             held = self.held[cpu.id] = []
@@ -301,6 +311,7 @@ class Lockdep:
                 same_ctx = tuple((h.cls, h.read) for h in held if h.ctx == ctx and h.check)
                 key = (same_ctx, cls, read)
                 if same_ctx and key not in g.chains:
+                    self._learn()
                     for h in held:
                         if h.ctx == ctx and h.check and h.cls != cls:
                             self._add_edge(cpu, h, cls, read, stack, lock)
@@ -369,9 +380,12 @@ class Lockdep:
         a lock of the class, taken with ``read``; ``held`` its held entry when the bit
         comes from enabling interrupts or softirqs, else it is being taken)."""
         g = self.graph
-        usage = g.usage.setdefault(cls, {})
-        if bit in usage:
+        usage = g.usage.get(cls)
+        if usage is not None and bit in usage:
             return
+        self._learn()
+        if usage is None:
+            usage = g.usage[cls] = {}
         usage[bit] = (stack, g.origin)
         g.waits[cls] = _wait_type(lock)
         at = held.stack if held is not None else stack

@@ -135,6 +135,8 @@ class RaceDetector:
 
     name = "race"
 
+    lazy_stacks = False  # a fast run's (stress.run): accesses keep no stacks (a race escalates it)
+
     def __init__(self, kernel):
         self.kernel = kernel
         self.cells = {}  # Shared cell -> _CellState
@@ -278,10 +280,10 @@ class RaceDetector:
             for t, r in st.reads.items():
                 if t != tid and r[0] > vc.get(t, 0):
                     self._race(cpu, cell, ("read", r[1], r[2], None, False), ("write", label, model_stack(2), True))
-            st.write = (tid, vc[tid], label, model_stack(2), self.kernel.cells.get(cell, cell.init))
+            st.write = (tid, vc[tid], label, model_stack(2) if not self.lazy_stacks else (), self.kernel.cells.get(cell, cell.init))
             st.reads = {}
         else:
-            st.reads[tid] = (vc[tid], label, model_stack(2))
+            st.reads[tid] = (vc[tid], label, model_stack(2) if not self.lazy_stacks else ())
 
     def _access_marked(self, cpu, cell, st, is_write, marked):
         """An access to a cell that has seen a marked one (this one, or before)."""
@@ -308,7 +310,7 @@ class RaceDetector:
                 hist.append((t, e, False, 0, label, stack, None))
             st.write, st.reads = None, {}
         label = f"{cpu!r}{_SUFFIX[tid[1]]}"
-        stack = model_stack(2)
+        stack = model_stack(2) if not self.lazy_stacks else ()
         kind = _kind(is_write, marked)
         keep = []
         for h in hist:

@@ -22,6 +22,11 @@ It guarantees:
 observer: ``Outcome.coverage`` is then the set of interleaving features it
 exercised (searches turn it on; replays and shrinking do not need it).
 
+``fast`` (:func:`run_schedule_async`) runs a search's schedule without the
+checkers' stacks; a run that needs them (it reports, or lockdep would learn
+a fact of ``lock_graph``) is run again in full, so the outcome is always a
+full run's.
+
 ``inject_failures`` turns on failure injection for the run
 (``kernel.inject_failures``): allocations and ``dma_map_single`` made by
 the scheduled CPUs are failure points the chooser decides
@@ -30,6 +35,7 @@ the scheduled CPUs are failure points the chooser decides
 
 from __future__ import annotations
 
+import random
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -41,8 +47,8 @@ from model.kernel.core import Kernel
 from . import bootimage
 from .checkers import attach_checkers, default_checkers
 from .choosers import Replay
-from .lockdep import LockGraph
-from .errors import ScenarioError
+from .lockdep import LockGraph, Lockdep
+from .errors import ReplayMismatch, ScenarioError
 from .scheduler import Scheduler
 from .search.coverage import Coverage
 from .trace import Tracer
@@ -71,15 +77,90 @@ class Outcome:
     coverage: set | None = None  # interleaving coverage features (``coverage=True``), stress.search.coverage
     hazards: set | None = None  # the oracles' near misses it reached (``coverage=True``), ditto
     hints: list | None = None  # where it reached them: (kind, state, cpu, op ordinal, MMU, iova), ditto
+    escalated: bool = field(default=False, compare=False)  # a fast run run again in full (not part of what it did)
 
     @property
     def kind(self):
         return self.violation["kind"] if self.violation else None
 
 
-async def run_schedule_async(
+async def run_schedule_async(scenario, chooser, *, fast=False, **kw):
+    """Run ``scenario`` once under ``chooser`` (see the module doc for ``kw``).
+
+    ``fast`` (a search's schedule; ignored with ``trace``): the checkers keep
+    no stacks after boot, and a run that turns out to need them (it reports,
+    or lockdep is about to learn a fact of ``lock_graph``, which outlives
+    it) is run again in full, ``chooser`` put back as it was before (its
+    attributes: a plain object's): the outcome, and the chooser after it,
+    are the ones a full run gives (``Outcome.escalated`` says it ran again).
+    """
+    if not fast or kw.get("trace") or not hasattr(chooser, "__dict__"):
+        return (await _attempt(scenario, chooser, False, **kw))[0]
+    before = _snapshot(chooser)
+    out, why = await _attempt(scenario, chooser, True, **kw)
+    if why:
+        _restore(chooser, before)
+        out, _ = await _attempt(scenario, chooser, False, **kw)
+        out.escalated = True
+        # the same kind (a message may name a function from a stack the fast run did not keep)
+        if why is not True and out.kind != why[0]:
+            raise ReplayMismatch(
+                f"a schedule of {_name(scenario)} found {why[0]}: {why[1]}, but its replay ended in "
+                f"{describe(out)}: the scenario is not deterministic "
+                f"(state kept across runs outside the model, or randomness/time of its own)"
+            )
+    return out
+
+
+_ADDRESS = re.compile(r"0x[0-9a-f]{8,}")
+
+
+def plain_message(message):
+    """A message without Python object addresses (``<... at 0x7f...>`` differs per run)."""
+    return _ADDRESS.sub("0x...", message)
+
+
+def describe(out):
+    """``kind: message`` of an outcome's violation, or ``no violation``."""
+    if out.violation is None:
+        return "no violation"
+    return f"{out.kind}: {out.violation['message']}"
+
+
+def _snapshot(obj):
+    """``obj``'s attributes as they are now, for :func:`_restore`: a chooser's
+    (a ``random.Random`` by its state, a list, dict or set copied, a plain
+    object's attributes the same way, anything else kept: a number, a tuple).
+    A deep copy costs a hundred times more (the generator's state is 625 ints)."""
+    snap = {}
+    for name, v in vars(obj).items():
+        if isinstance(v, random.Random):
+            snap[name] = (v, v.getstate())
+        elif type(v) in (list, dict, set):
+            snap[name] = (None, v.copy())
+        elif hasattr(v, "__dict__") and not isinstance(v, type):
+            snap[name] = (v, _snapshot(v))
+        else:
+            snap[name] = (None, v)
+    return snap
+
+
+def _restore(obj, snap):
+    """Put back ``obj``'s attributes as :func:`_snapshot` took them."""
+    attrs = vars(obj)
+    attrs.clear()
+    for name, (kept, state) in snap.items():
+        if isinstance(kept, random.Random):
+            kept.setstate(state)
+        elif kept is not None:
+            _restore(kept, state)
+        attrs[name] = kept if kept is not None else state
+
+
+async def _attempt(
     scenario,
     chooser,
+    fast,
     *,
     checkers=None,
     max_steps=DEFAULT_MAX_STEPS,
@@ -90,6 +171,9 @@ async def run_schedule_async(
     kasan_reported=False,
     coverage=False,
 ):
+    """``(outcome, why)``: one run, or for a fast one that escalated ``(None,
+    why)`` (:attr:`Scheduler.escalated`: what it was about to report, or
+    True), nothing of it kept but what its boot taught lockdep."""
     checkers = tuple(default_checkers() if checkers is None else checkers)
     graph = lock_graph if lock_graph is not None else (lockdep_base.copy() if lockdep_base is not None else LockGraph())
     # a boot image (stress.bootimage) is kept per graph the boot's lockdep state depends on
@@ -131,8 +215,12 @@ async def run_schedule_async(
             for fn in recipe.after_boot:
                 _call(scenario, fn, kernel)
             bodies = _build(scenario, recipe.bodies, state)
+        if fast and await sched.boot():  # boot in full: what it keeps (a reference, an image) has its stacks
+            _go_fast(kernel, sched, lock_graph is not None)
         await sched.run(bodies)
     _check_unawaited(scenario, caught)
+    if sched.escalated:
+        return None, sched.escalated
     return Outcome(
         sched.violation,
         sched.decisions,
@@ -143,7 +231,18 @@ async def run_schedule_async(
         cov.features if cov is not None else None,
         cov.hazards if cov is not None else None,
         cov.hints if cov is not None else None,
-    )
+    ), False
+
+
+def _go_fast(kernel, sched, shared_graph):
+    """The rest of the run keeps no stacks: the scheduler escalates at a
+    report, lockdep (on a ``shared_graph``) before it learns."""
+    sched.fast = True
+    for o in kernel.observers:
+        if hasattr(o, "lazy_stacks"):
+            o.lazy_stacks = True
+        if shared_graph and type(o) is Lockdep:
+            o.escalate = sched.escalate
 
 
 def _name(scenario):

@@ -192,6 +192,8 @@ class Scheduler:
         self.yield_point = -1  # ``points`` of the yield point being decided, if one is
         self.fail_points = 0  # failure points passed (failure injection)
         self.injected = []  # each failure injected: {call, result, cpu, op, where, point, stack}
+        self.fast = False  # a fast run (stress.run): the checkers keep no stacks; a report escalates
+        self.escalated = False  # a fast run that needs its stacks (run again in full): why (escalate)
         kernel.report = self.report
 
     # -- running one schedule -------------------------------------------------
@@ -229,7 +231,7 @@ class Scheduler:
                 self._wake_all(_STOP)
         if self.error is not None:
             raise self.error
-        if self.violation is None and await self._alone(k.teardown, "teardown"):
+        if self.violation is None and not self.escalated and await self._alone(k.teardown, "teardown"):
             try:
                 for fn in k.hooks.run_end:
                     fn(k)
@@ -591,6 +593,8 @@ class Scheduler:
         ``stacks`` it lacks, then every CPU's held locks
         (``debug_show_all_locks``).  Text is built only here, once per run.
         """
+        if self.fast:
+            self.escalate((kind, message))
         if self.violation is None:
             stacks = {k: list(v) for k, v in (stacks or {}).items()}
             shown = cpu if cpu is not None else _current_var.get(None)
@@ -607,6 +611,16 @@ class Scheduler:
             }
             if self.trace is not None:
                 self.trace.event(cpu, "violation", f"{kind}: {message}")
+        self.stopping = True
+        raise Stop
+
+    def escalate(self, why=True):
+        """End a fast run that needs the stacks it did not keep: it is about to
+        report (``why``: the violation's kind and message; the run in full
+        must report that kind too), or lockdep to learn a fact of a graph that
+        outlives the run.  :func:`stress.run.run_schedule_async` runs the
+        schedule again in full."""
+        self.escalated = why
         self.stopping = True
         raise Stop
 
