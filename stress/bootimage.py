@@ -266,8 +266,12 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
 def _set_attributes(obj, state):
-    for name, value in state.items():
-        object.__setattr__(obj, name, value)  # frozen dataclasses too
+    if type(obj).__setattr__ is object.__setattr__:
+        for name, value in state.items():
+            setattr(obj, name, value)  # the builtin: half the cost of calling the slot wrapper
+    else:
+        for name, value in state.items():
+            object.__setattr__(obj, name, value)  # frozen dataclasses
 
 
 @dataclass(frozen=True)

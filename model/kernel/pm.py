@@ -262,7 +262,12 @@ class _Worker:
         self.busy = False
 
     def ready(self):
-        return self.wq.ready() and all(w.busy for w in self.wq.workers[: self.index])
+        if not self.wq.ready():
+            return False
+        for w in self.wq.workers[: self.index]:
+            if not w.busy:
+                return False
+        return True
 
     async def run(self):
         """Wait for work, run ``pm_runtime_work`` for it, again."""
