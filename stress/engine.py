@@ -73,6 +73,7 @@ __all__ = [
     "make_chooser",
     "to_violation",
     "teachers_before",
+    "runs_fast",
     "plain_message",
 ]
 
@@ -302,7 +303,7 @@ class _Search:
 
     async def _one(self, index, concrete, concrete_target, chooser):
         graph = self.graph
-        fast = type(chooser) in _FAST_CHOOSERS and self.escalating < FAST_ESCALATING
+        fast = runs_fast(chooser, self.escalating)
         if graph is None:
             out = await run_schedule_async(concrete, chooser, coverage=True, fast=fast, **self.opts)
         else:
@@ -323,6 +324,13 @@ _FAST_CHOOSERS = (PCT, PlannedPCT, RandomWalk)
 #: fast runs stop while more than this share of recent ones escalated (a search
 #: that finds in most schedules runs them in full: the outcomes are the same)
 FAST_ESCALATING = 0.3
+
+
+def runs_fast(chooser, escalating):
+    """Whether a search's next schedule runs fast (:func:`stress.run.run_schedule_async`):
+    its chooser can be put back, and fewer than :data:`FAST_ESCALATING` of the
+    recent fast runs (``escalating``, a moving share) ran again in full."""
+    return type(chooser) in _FAST_CHOOSERS and escalating < FAST_ESCALATING
 
 
 def prior_graph(priors, opts):

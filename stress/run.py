@@ -84,7 +84,7 @@ class Outcome:
         return self.violation["kind"] if self.violation else None
 
 
-async def run_schedule_async(scenario, chooser, *, fast=False, **kw):
+async def run_schedule_async(scenario, chooser, *, fast=False, rerun=None, **kw):
     """Run ``scenario`` once under ``chooser`` (see the module doc for ``kw``).
 
     ``fast`` (a search's schedule; ignored with ``trace``): the checkers keep
@@ -93,6 +93,8 @@ async def run_schedule_async(scenario, chooser, *, fast=False, **kw):
     it) is run again in full, ``chooser`` put back as it was before (its
     attributes: a plain object's): the outcome, and the chooser after it,
     are the ones a full run gives (``Outcome.escalated`` says it ran again).
+    ``rerun()``, if given, is called before that: it puts back what watched
+    the fast attempt from outside the run (a soak's counters).
     """
     if not fast or kw.get("trace") or not hasattr(chooser, "__dict__"):
         return (await _attempt(scenario, chooser, False, **kw))[0]
@@ -100,6 +102,8 @@ async def run_schedule_async(scenario, chooser, *, fast=False, **kw):
     out, why = await _attempt(scenario, chooser, True, **kw)
     if why:
         _restore(chooser, before)
+        if rerun is not None:
+            rerun()
         out, _ = await _attempt(scenario, chooser, False, **kw)
         out.escalated = True
         # the same kind (a message may name a function from a stack the fast run did not keep)

@@ -70,3 +70,25 @@ def test_lockdep_learns_a_shared_graph_only_in_full_runs():
     full, fast = graphs[False], graphs[True]
     assert fast.fwd == full.fwd and fast.usage == full.usage and fast.chains == full.chains
     assert all(e[0] and e[1] for nxt in fast.fwd.values() for e in nxt.values())
+
+
+@pytest.mark.parametrize("driver,strategy", [("vsi-mainline", "pct"), ("vsi-b12-unsynced-unmap", "guided")])
+def test_a_soak_batch_counts_and_reports_the_same_with_fast_runs(monkeypatch, driver, strategy):
+    """A fast attempt that escalates puts back what the batch's observers
+    counted (operations, overlaps, driver functions) before its run in full."""
+    import json
+
+    from stress.soak.batch import BatchSpec, run_batch
+    from stress.workload import workload_config
+
+    spec = BatchSpec(target={"driver": driver, "workload": workload_config()}, strategy=strategy, seed=0, batch=40)
+
+    def batch(fast):
+        monkeypatch.setattr(engine, "FAST_ESCALATING", 2.0 if fast else -1.0)
+        r = run_batch(spec, 0)
+        finds = [(f.signature, f.kind, f.message, f.schedule, f.count, json.dumps(f.report, sort_keys=True)) for f in r.finds]
+        return finds, r.ops, r.overlaps, r.functions, r.points, r.schedules, r.features, r.lock_edges, r.corpus
+
+    full, fast = batch(False), batch(True)
+    assert fast == full
+    assert full[0] and full[3]  # finds (fast runs escalated) and counted functions

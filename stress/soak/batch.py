@@ -447,10 +447,11 @@ class _Range:
         self.teachers = {}  # index -> (scenario, target, decisions) of runs that taught lockdep
         self.schedules = self.points = 0
         self.hits = {}  # signature -> [kind, message, first index, count, outcome, concrete, priors, opts, teachers]
+        self.escalating = 0.0  # the share of recent fast runs that ran again in full (stress.engine)
 
     async def run(self, lo, stop, count_from):
         from stress.choosers import FAIL_POINTS
-        from stress.engine import make_chooser, teachers_before
+        from stress.engine import make_chooser, runs_fast, teachers_before
         from stress.lockdep import LockGraph
         from stress.run import run_schedule_async
         from stress.scenarios import concretize, target_of
@@ -477,7 +478,11 @@ class _Range:
             if self.functions is not None:
                 self.functions.active = counted
             opts = self.opts
-            out = await run_schedule_async(run_on, chooser, lock_graph=graph, coverage=True, **opts)
+            # fast runs on the batch's own graph (a fresh one per run would escalate each)
+            fast = self.keep_graph and runs_fast(chooser, self.escalating)
+            rerun = self._put_back() if fast and counted else None
+            out = await run_schedule_async(run_on, chooser, lock_graph=graph, coverage=True, fast=fast, rerun=rerun, **opts)
+            self.escalating = 0.9 * self.escalating + (0.1 * out.escalated if fast else 0.0)
             if guided is not None:
                 guided.learn(index, target, chooser, out)
             if out.violation is not None and out.violation.get("kasan"):
@@ -506,6 +511,22 @@ class _Range:
                 hit[3] += 1
         if self.keep_graph:
             self.edges.update((a, b) for a, nxt in self.graph.fwd.items() for b in nxt)
+
+    def _put_back(self):
+        """A function putting back the counts a counted run's observers keep
+        (operations, overlaps, driver functions) as they are now: a fast
+        attempt that escalates must not count twice."""
+        cov, functions = self.coverage, self.functions
+        ops, overlaps = dict(cov.ops), dict(cov.overlaps)
+        calls = dict(functions.counts) if functions is not None else None
+
+        def put_back():
+            for now, before in ((cov.ops, ops), (cov.overlaps, overlaps), (functions.counts if calls is not None else None, calls)):
+                if now is not None:
+                    now.clear()
+                    now.update(before)
+
+        return put_back
 
     def result(self, k, lo, stop, count_from, meta, known):
         from stress.engine import after_kasan, plain_message, to_violation
