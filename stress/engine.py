@@ -74,6 +74,7 @@ __all__ = [
     "to_violation",
     "teachers_before",
     "runs_fast",
+    "escalating_after",
     "plain_message",
 ]
 
@@ -312,10 +313,7 @@ class _Search:
             out = await run_schedule_async(concrete, chooser, lock_graph=graph, coverage=True, fast=fast, **self.opts)
             if graph.size() != before:
                 self.teachers[index] = (concrete, target_of(concrete), list(out.decisions))
-        if fast:
-            self.escalating = 0.9 * self.escalating + 0.1 * out.escalated
-        else:
-            self.escalating *= 0.9  # try fast runs again after a while
+        self.escalating = escalating_after(self.escalating, fast, out)
         return out
 
 
@@ -331,6 +329,12 @@ def runs_fast(chooser, escalating):
     its chooser can be put back, and fewer than :data:`FAST_ESCALATING` of the
     recent fast runs (``escalating``, a moving share) ran again in full."""
     return type(chooser) in _FAST_CHOOSERS and escalating < FAST_ESCALATING
+
+
+def escalating_after(escalating, fast, out):
+    """The moving share of escalated fast runs after ``out`` (run fast or not:
+    a run in full lowers it, so fast runs are tried again after a while)."""
+    return 0.9 * escalating + (0.1 * out.escalated if fast else 0.0)
 
 
 def prior_graph(priors, opts):

@@ -257,16 +257,16 @@ class Lockdep:
     """
 
     name = "lockdep"
+    # A fast run (stress.run) keeps no stacks, and ``escalate`` (the
+    # scheduler's) ends it before the graph, which outlives it, learns a
+    # fact without its stacks.
+    lazy_stacks = False
+    escalate = None
 
     def __init__(self, kernel, graph=None):
         self.kernel = kernel
         self.graph = LockGraph() if graph is None else graph
         self.held = {}  # cpu id -> [_Held]
-        # A fast run (stress.run) keeps no stacks, and ``escalate`` (the
-        # scheduler's) ends it before the graph, which outlives it, learns a
-        # fact without its stacks.
-        self.lazy_stacks = False
-        self.escalate = None
 
     def _learn(self):
         """About to add to the graph (a chain, an edge, a usage bit)."""

@@ -451,7 +451,7 @@ class _Range:
 
     async def run(self, lo, stop, count_from):
         from stress.choosers import FAIL_POINTS
-        from stress.engine import make_chooser, runs_fast, teachers_before
+        from stress.engine import escalating_after, make_chooser, runs_fast, teachers_before
         from stress.lockdep import LockGraph
         from stress.run import run_schedule_async
         from stress.scenarios import concretize, target_of
@@ -482,7 +482,7 @@ class _Range:
             fast = self.keep_graph and runs_fast(chooser, self.escalating)
             rerun = self._put_back() if fast and counted else None
             out = await run_schedule_async(run_on, chooser, lock_graph=graph, coverage=True, fast=fast, rerun=rerun, **opts)
-            self.escalating = 0.9 * self.escalating + (0.1 * out.escalated if fast else 0.0)
+            self.escalating = escalating_after(self.escalating, fast, out)
             if guided is not None:
                 guided.learn(index, target, chooser, out)
             if out.violation is not None and out.violation.get("kasan"):
@@ -516,15 +516,15 @@ class _Range:
         """A function putting back the counts a counted run's observers keep
         (operations, overlaps, driver functions) as they are now: a fast
         attempt that escalates must not count twice."""
-        cov, functions = self.coverage, self.functions
-        ops, overlaps = dict(cov.ops), dict(cov.overlaps)
-        calls = dict(functions.counts) if functions is not None else None
+        counts = [self.coverage.ops, self.coverage.overlaps]
+        if self.functions is not None:
+            counts.append(self.functions.counts)
+        saved = [dict(c) for c in counts]
 
         def put_back():
-            for now, before in ((cov.ops, ops), (cov.overlaps, overlaps), (functions.counts if calls is not None else None, calls)):
-                if now is not None:
-                    now.clear()
-                    now.update(before)
+            for now, before in zip(counts, saved):
+                now.clear()  # in place: the counters hold these dicts
+                now.update(before)
 
         return put_back
 
