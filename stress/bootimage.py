@@ -213,7 +213,9 @@ def _scan():
 
 class _Pickler(pickle.Pickler):
     """Pickles a booted state: ``refs[i]`` is what persistent id ``i`` names
-    (0: the run's ``graph``, then the modules' objects met)."""
+    (0: the run's ``graph``, then the modules' objects, classes and functions
+    met: a reference loads as a list index, where a global is imported again
+    by name at every load)."""
 
     def __init__(self, buf, graph):
         super().__init__(buf, protocol=pickle.HIGHEST_PROTOCOL)
@@ -226,7 +228,7 @@ class _Pickler(pickle.Pickler):
         if o is self.graph:
             return 0
         i = self.index.get(id(o))
-        if i is None and id(o) in self.shared:
+        if i is None and (id(o) in self.shared or isinstance(o, _GLOBALS) and _by_name(o)):
             i = self.index[id(o)] = len(self.refs)
             self.refs.append(o)
         if i is None and type(o).__module__.startswith(_FOREIGN):
@@ -237,41 +239,65 @@ class _Pickler(pickle.Pickler):
         return _reduce(o)
 
 
+# what pickle saves as a global (its module and name), when it is found by them
+_GLOBALS = (type, types.FunctionType)
+
+
+def _by_name(o):
+    """Whether ``o`` is what its module and qualified name name (as pickle
+    checks: a closure or a class made in a function is not, and stays
+    unpicklable)."""
+    found = sys.modules.get(o.__module__)
+    for part in o.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is o
+
+
 def _reduce(o):
     """How an instance of a plain class pickles: created bare, then its
-    attributes set one by one (:func:`_set_attributes`).  Pickle's own way
-    fills ``o.__dict__``, which makes CPython keep the object's attributes in
-    a real dict instead of its inline values: every attribute access on the
-    copy would then be slower than on a booted object."""
+    attributes set one by one, as ``setattr`` would (the "slot state" of
+    pickle's BUILD, which the unpickler sets in C; a class that overrides
+    ``__setattr__``, a frozen dataclass, through :func:`_set_attributes`).
+    Pickle's own way fills ``o.__dict__``, which makes CPython keep the
+    object's attributes in a real dict instead of its inline values: every
+    attribute access on the copy would then be slower than on a booted
+    object."""
     cls = type(o)
     plain = _PLAIN.get(cls)
     if plain is None:
-        plain = _PLAIN[cls] = (
-            cls.__flags__ & _HEAPTYPE  # a class written in Python
-            and cls.__reduce_ex__ is object.__reduce_ex__
-            and cls.__reduce__ is object.__reduce__
-            and getattr(cls, "__getstate__", object.__getstate__) is object.__getstate__
-            and getattr(cls, "__setstate__", None) is None
-            and "__slots__" not in vars(cls)
-            and not issubclass(cls, (type, list, dict, set, tuple, str, bytes, int, float, frozenset))
-            and all(getattr(b, "__slots__", ()) == () for b in cls.__mro__[1:-1])
-        )
+        plain = _PLAIN[cls] = _plain(cls)
     if not plain or not hasattr(o, "__dict__"):
         return NotImplemented
+    if plain is _SETATTR:
+        return (copyreg.__newobj__, (cls,), (None, dict(o.__dict__)))
     return (copyreg.__newobj__, (cls,), dict(o.__dict__), None, None, _set_attributes)
 
 
-_PLAIN = {}  # class -> whether _reduce pickles its instances
+_SETATTR = "setattr"  # _plain(): a plain class whose instances take the builtin setattr
+
+
+def _plain(cls):
+    """Whether :func:`_reduce` pickles instances of ``cls`` (and how: :data:`_SETATTR`)."""
+    plain = (
+        cls.__flags__ & _HEAPTYPE  # a class written in Python
+        and cls.__reduce_ex__ is object.__reduce_ex__
+        and cls.__reduce__ is object.__reduce__
+        and getattr(cls, "__getstate__", object.__getstate__) is object.__getstate__
+        and getattr(cls, "__setstate__", None) is None
+        and "__slots__" not in vars(cls)
+        and not issubclass(cls, (type, list, dict, set, tuple, str, bytes, int, float, frozenset))
+        and all(getattr(b, "__slots__", ()) == () for b in cls.__mro__[1:-1])
+    )
+    return plain and (_SETATTR if cls.__setattr__ is object.__setattr__ else True)
+
+
+_PLAIN = {}  # class -> _plain(class)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
 def _set_attributes(obj, state):
-    if type(obj).__setattr__ is object.__setattr__:
-        for name, value in state.items():
-            setattr(obj, name, value)  # the builtin: half the cost of calling the slot wrapper
-    else:
-        for name, value in state.items():
-            object.__setattr__(obj, name, value)  # frozen dataclasses
+    for name, value in state.items():
+        object.__setattr__(obj, name, value)  # frozen dataclasses
 
 
 @dataclass(frozen=True)
