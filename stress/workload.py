@@ -398,7 +398,10 @@ def complete_programs(cfg, programs, hint, rng):
       attach), one DMA to it;
     * a line outlived an unmap: translation back on if the MMU was off,
       one DMA to it;
-    * an unmap missed a translating MMU: one DMA to the IOVA.
+    * an unmap missed a translating MMU: one DMA to the IOVA;
+    * a map missed a translating MMU: one DMA to the IOVA (a line filled
+      through the tables that MMU is not flushed for), its unmap, one
+      more DMA.
 
     The DMA comes from a master behind the MMU (the one the operation named,
     if it is).  A hint this machine cannot express (an IOVA outside the
@@ -426,6 +429,12 @@ def complete_programs(cfg, programs, hint, rng):
     elif kind == "tlb-line-outlives-translation":
         steps.append(["unmap", {"dom": dom, "iova": idx, "pages": 1}])
         back = REENABLE.get(at[0]) or (None if at[0] == "system_sleep" else rng.choice(("resume", "attach")))
+    elif kind == "map-missed-a-translating-iommu":
+        if at[0] == "map" and at[1].get("iova") == idx:
+            dom = at[1]["dom"]
+        steps.append(["dma", {"dev": dev, "iova": idx, "write": False}])
+        steps.append(["unmap", {"dom": dom, "iova": idx, "pages": 1}])
+        back = None
     else:
         back = rng.choice(("resume", "attach")) if state == "off" else None
     if back == "attach":

@@ -8,7 +8,7 @@ import pytest
 
 from model.drivers.mutants import ZOO
 from stress import explore
-from stress.choosers import PLAN_THREADS, Plan, PlannedPCT, draw_plan
+from stress.choosers import PLAN_THREADS, Plan, PlannedPCT, draw_plan, pct_chooser
 from stress.run import run_schedule
 from stress.search.corpus import Corpus, Entry
 from stress.search.mutate import mutate_plan
@@ -132,6 +132,26 @@ def test_a_lost_flush_is_a_near_miss_one_dma_short_of_a_find():
     assert fixed.violation is None and fixed.hazards == {("tlb-line-filled",)}
 
 
+def test_a_map_whose_flush_misses_a_translating_mmu_is_a_near_miss():
+    """A map that no invalidation of a translating MMU follows (as B4's, where
+    attach programmed the MMU before putting it on the list map flushes) is
+    a near miss, a DMA, an unmap and a DMA short of a find; vsi-fixed, which
+    flushes every MMU it translates for, never reaches it, not even under
+    a search's many interleavings."""
+    program = [["attach", {"dev": 0, "dom": 0}], ["map", {"dom": 0, "iova": 2, "pages": 1, "gfp": "GFP_KERNEL"}]]
+    cfg = {"iommus": 2, "domains": 3, "iovas": 4, "programs": [program]}
+    out = run_schedule(driver_scenario("tests.test_oracles:NoFlushOnMap", cfg), PlannedPCT(Plan((0,), (), 0)), coverage=True)
+    assert out.violation is None and out.hazards == {("map-missed-a-translating-iommu",)}
+    assert out.hints == [("map-missed-a-translating-iommu", "", 0, 1, "iommu0", 0x10000000 + 2 * 0x200000)]
+    fixed = run_schedule(driver_scenario("vsi-fixed", cfg), PlannedPCT(Plan((0,), (), 0)), coverage=True)
+    assert fixed.violation is None and not fixed.hazards
+    scen = driver_scenario("vsi-fixed", workload_config())
+    for i in range(40):
+        concrete, _ = scen.for_schedule(3, i)
+        out = run_schedule(concrete, pct_chooser(3, i, 3, 200), coverage=True)
+        assert ("map-missed-a-translating-iommu",) not in out.hazards, i
+
+
 def test_a_line_that_outlives_translation_is_a_near_miss():
     """Map, DMA, suspend on hardware whose lines survive translation off,
     clock gating and power-off: the line is still there when the IOMMU has
@@ -174,6 +194,10 @@ def test_completion_puts_the_rest_of_a_stale_tlb_after_the_near_miss():
         assert steps[-1][1]["dev"] == 3 and steps[-1][1]["iova"] == 1  # the master the DMA named, behind iommu1
         off = complete_programs(cfg, programs, ("tlb-line-outlives-unmap", "off", 0, 0, "iommu1", iova1), rng)[0]
         assert [s[0] for s in off[1:3]] in (["resume", "dma"], ["attach", "dma"]) and off[2][1]["dev"] in (2, 3)
+        # a map that missed a translating MMU: a DMA fills a line, the map's own domain unmaps it, a DMA uses it
+        mapped = complete_programs(cfg, programs, ("map-missed-a-translating-iommu", "", 0, 0, "iommu1", iova1), rng)[0]
+        assert mapped[:1] == programs[0][:1] and mapped[4:] == programs[0][1:]
+        assert [s[0] for s in mapped[1:4]] == ["dma", "unmap", "dma"] and mapped[2][1] == {"dom": 2, "iova": 1, "pages": 1}
     # a hint outside the programs' arena (the DMA API's IOVAs, another machine's MMU) changes nothing
     assert complete_programs(cfg, programs, ("tlb-line-filled", "", 0, 1, "iommu1", 0x1000), random.Random(0)) == programs
     assert complete_programs(cfg, programs, ("tlb-line-filled", "", 0, 1, "iommu7", iova1), random.Random(0)) == programs
@@ -182,7 +206,6 @@ def test_completion_puts_the_rest_of_a_stale_tlb_after_the_near_miss():
 def test_a_pct_run_is_kept_as_the_plan_that_runs_it_again():
     """Guided's fresh schedules are PCT's own; the corpus keeps each as a Plan,
     and PlannedPCT of that plan makes the same decisions."""
-    from stress.choosers import pct_chooser
 
     scen = driver_scenario("vsi-fixed", workload_config())
     same = 0

@@ -183,6 +183,23 @@ class NoFlushOnUnmap(VsiFixed):
             await super().vsi_iommu_flush_tlb(vsi_domain)
 
 
+class NoFlushOnMap(VsiFixed):
+    """vsi-fixed whose map forgets the IOTLB (test double)."""
+
+    mapping = False
+
+    async def vsi_iommu_map(self, *args):
+        self.mapping = True
+        try:
+            return await super().vsi_iommu_map(*args)
+        finally:
+            self.mapping = False
+
+    async def vsi_iommu_flush_tlb(self, vsi_domain):
+        if not self.mapping:
+            await super().vsi_iommu_flush_tlb(vsi_domain)
+
+
 class NoSyncOnUnmap(VsiFixed):
     """vsi-fixed whose unmap leaves the cleared PTE in the CPU cache (test double)."""
 

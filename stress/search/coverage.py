@@ -44,6 +44,14 @@ not coverage: a run that reaches one again is still worth a child):
   base register on one of them) saw no invalidation since the unmap began:
   a lost flush, one DMA fill short of a stale line (a lazy unmap's
   ``unmap_end`` comes after its flush queue's flush);
+* ``("map-missed-a-translating-iommu",)`` - the same of a map: it
+  returned while an MMU translating through the domain's tables saw no
+  invalidation since it began.  A driver that invalidates on map (the VSI
+  and Rockchip ones do: a walk may have cached the entry as not present)
+  reaches it only when its flush misses an MMU that translates through the
+  domain, as an attach split from the list it flushes misses it (B4): a
+  DMA that fills a line, an unmap and another DMA later, a ``stale-tlb`` or
+  a table page freed under the walk cache;
 * ``("tlb-line-outlives-translation",)`` - a workload operation ended
   after an MMU that translated when the last one ended stopped translating
   (paging off, or clocks or power gone) with IOTLB lines of a paging domain
@@ -129,6 +137,7 @@ class Coverage:
         self.hazards = set()  # oracle near misses (see the module doc)
         self.tables = {}  # table page -> the domain whose tables it holds (domain_alloc)
         self.unmapping = {}  # id(unmap info) -> (info, {MMU: its TLB's invalidations at unmap_begin})
+        self.mapping = {}  # (cpu id, IOVA) of a map in flight -> {MMU: its TLB's invalidations at map_begin}
         self.last = {}  # memory key -> (cpu id, site, is_write) of its last access by a CPU
         self.writer = {}  # table page -> site of the last CPU write to it
         self.running = {}  # cpu id -> kind of the operation in flight
@@ -206,6 +215,12 @@ class Coverage:
         if what == "domain_alloc":
             for page in info["pages"]:
                 self.tables[page] = info["domain"]
+        elif what == "map_begin":
+            self.mapping[cpu.id, info["iova"]] = {hw: hw.tlb.invalidations for hw in self._mmus()}
+        elif what == "map_end":
+            begun = self.mapping.pop((cpu.id, info["iova"]), None)
+            if begun is not None and info["ret"] == 0:
+                self._missed_flush(cpu, info["domain"], info["iova"], begun, ("map-missed-a-translating-iommu",))
         elif what == "unmap_begin":
             self.unmapping[id(info)] = (info, {hw: hw.tlb.invalidations for hw in self._mmus()})
         elif what == "unmap_end":
@@ -213,16 +228,16 @@ class Coverage:
             if info.get("unmapped"):
                 self._lines_outliving(cpu, info["domain"], info["iova"], info["iova"] + info["unmapped"])
                 if begun is not None:
-                    self._missed_flush(cpu, info["domain"], info["iova"], begun[1])
+                    self._missed_flush(cpu, info["domain"], info["iova"], begun[1], ("unmap-missed-a-translating-iommu",))
 
     def _mmus(self):
         return [hw for hw in self.kernel.devices if getattr(hw, "tlb", None) is not None]
 
-    def _missed_flush(self, cpu, domain, iova, before):
+    def _missed_flush(self, cpu, domain, iova, before, hazard):
         for hw, n in before.items():
             if hw.tlb.invalidations == n and hw.paging and hw.powered and self.tables.get(base_page(hw)) is domain:
-                self.hazards.add(("unmap-missed-a-translating-iommu",))
-                self._hint(cpu, ("unmap-missed-a-translating-iommu",), hw, iova)
+                self.hazards.add(hazard)
+                self._hint(cpu, hazard, hw, iova)
                 return
 
     def _lines_outliving(self, cpu, domain, lo, hi):
