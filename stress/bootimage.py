@@ -68,6 +68,7 @@ class BootRecipe:
     boot: Callable  # kernel -> state: registers the setup and teardown on the kernel
     bodies: Callable  # state -> one async callable per CPU
     after_boot: tuple = ()  # fn(kernel) each, on the booted (or copied) kernel, before bodies: see wrap()
+    image: bool = True  # False: this boot runs for real each time (never imaged, never a copy)
 
 
 def wrap(scenario, before):
@@ -89,7 +90,7 @@ def wrap(scenario, before):
 
 
 def _with_after_boot(recipe, fn):
-    return BootRecipe(recipe.key, recipe.boot, recipe.bodies, recipe.after_boot + (fn,))
+    return BootRecipe(recipe.key, recipe.boot, recipe.bodies, recipe.after_boot + (fn,), recipe.image)
 
 
 @contextlib.contextmanager

@@ -185,7 +185,8 @@ async def _attempt(
     recipe = key = None
     if not trace and bootimage.ENABLED and getattr(scenario, "boot_recipe", None) is not None:
         recipe = _recipe(scenario)
-        key = (recipe.key, checkers, bool(inject_failures), bool(kasan_reported), bool(coverage))
+        if recipe.image:
+            key = (recipe.key, checkers, bool(inject_failures), bool(kasan_reported), bool(coverage))
     image = bootimage.find(owner, key) if key is not None else None
     tracer = cov = None
     if image is not None:
@@ -214,7 +215,7 @@ async def _attempt(
         else:
             if image is None:  # boot, and image it (on a graph it taught nothing)
                 mark = bootimage.graph_mark(graph)
-                if await sched.boot() and (owner is bootimage.FRESH or bootimage.graph_mark(graph) == mark):
+                if await sched.boot() and key is not None and (owner is bootimage.FRESH or bootimage.graph_mark(graph) == mark):
                     bootimage.take(owner, key, kernel, graph, state)
             for fn in recipe.after_boot:
                 _call(scenario, fn, kernel)

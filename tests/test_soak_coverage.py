@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from stress.soak import batch as soak_batch
 from stress.soak.batch import BatchSpec, _Coverage, driver_functions, run_batch
 from stress.soak.events import read_events
@@ -143,3 +145,32 @@ def test_older_state_without_the_new_keys_loads():
     assert state.coverage == {"ops": {"map": 3}, "overlaps": {}, "functions": {}, "lock_edges": [["a", "b"]]}
     del data["coverage"]
     assert SoakState.from_json(data).coverage == {"ops": {}, "overlaps": {}, "functions": {}, "lock_edges": []}
+
+
+@pytest.mark.parametrize("driver,strategy,start", [("vsi-mainline", "pct", None), ("vsi-fixed", "guided", 12)])
+def test_a_batch_counts_the_same_from_boot_images(monkeypatch, driver, strategy, start):
+    """A batch's runs start from boot images as a search's do; each copy is
+    counted the driver calls a real boot makes, so the batch's finds, counts
+    and coverage are those of a batch that boots every run: in a process
+    that has not seen that boot yet and in one that has, and resumed."""
+    import stress.bootimage as bootimage
+
+    spec = BatchSpec(target={"driver": driver, "workload": workload_config()}, strategy=strategy, seed=0, batch=30)
+    loads = []
+    real_load = bootimage._Image.load
+    monkeypatch.setattr(bootimage._Image, "load", lambda self, graph: loads.append(1) or real_load(self, graph))
+
+    def batch(images, known):
+        monkeypatch.setattr(bootimage, "ENABLED", images)
+        if not known:
+            monkeypatch.setattr(soak_batch, "_AT_BOOT", {})
+        loads.clear()
+        r = run_batch(spec, 0, start=start)
+        finds = [(f.signature, f.kind, f.message, f.schedule, f.count, json.dumps(f.report, sort_keys=True)) for f in r.finds]
+        return finds, r.ops, r.overlaps, r.functions, r.points, r.schedules, r.features, r.lock_edges, r.corpus
+
+    booting = batch(False, False)
+    assert not loads and booting[3]
+    assert batch(True, False) == booting
+    assert len(loads) >= 20  # most runs were copies
+    assert batch(True, True) == booting

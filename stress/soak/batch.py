@@ -82,6 +82,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .. import bootimage
+
 __all__ = ["BatchSpec", "BatchResult", "Find", "run_batch", "batch_range", "driver_functions", "STRATEGIES"]
 
 #: the strategies a soak runs
@@ -220,17 +222,51 @@ class _Coverage:
         return dict(sorted((f"{a}|{b}", n) for (a, b), n in self.overlaps.items()))
 
 
-def _observed(concrete, coverage):
-    """``concrete`` with ``coverage`` attached to each run's kernel (nothing else changes)."""
+def _observed(concrete, coverage, functions, counted):
+    """``concrete`` as a batch runs it: for a ``counted`` run, ``coverage``
+    attached to the kernel once it has booted (it counts workload
+    operations, and boot has none), and the driver's ``functions`` counted,
+    the boot's calls included.
 
-    def scenario(kernel):
-        coverage.new_run()
-        kernel.attach(coverage)
+    A scenario that says how it boots starts from a boot image as in every
+    search (:mod:`stress.bootimage`): a copy makes no calls, so it is
+    counted the calls a real boot of it made (:meth:`_Functions.booted`,
+    remembered per process from the first clean run that booted it for real;
+    until then its runs boot for real).
+    """
+
+    def attach(kernel):
+        if counted:
+            coverage.new_run()
+            kernel.attach(coverage)
+
+    def scenario(kernel):  # without an image (a plain scenario, images off): boot counted as it runs
+        functions.active = counted
+        attach(kernel)
         return concrete(kernel)
 
     scenario.__qualname__ = getattr(concrete, "__qualname__", "scenario")
     scenario.__module__ = getattr(concrete, "__module__", None)
+    recipe_of = getattr(concrete, "boot_recipe", None)
+    if recipe_of is not None:
+        scenario.boot_recipe = lambda: _counted_boot(recipe_of(), functions, counted, attach)
     return scenario
+
+
+def _counted_boot(recipe, functions, counted, attach):
+    key = recipe.key
+
+    def boot(kernel):  # a real boot (a copy of its image skips this)
+        functions.booting()
+        return recipe.boot(kernel)
+
+    def after_boot(kernel):
+        attach(kernel)
+        functions.booted(key, counted)
+
+    # while what a boot of it calls is not known, it boots for real (and is counted)
+    image = recipe.image and functions.knows(key)
+    return bootimage.BootRecipe(key, boot, recipe.bodies, recipe.after_boot + (after_boot,), image)
 
 
 # -- the driver's functions --------------------------------------------------------
@@ -290,6 +326,7 @@ def driver_functions(target):
 
 
 _COUNTS = threading.local()  # .counts: this thread's batch's {name: calls}, or None
+_AT_BOOT = {}  # (driver class, functions counted, boot recipe key) -> {name: calls} a real boot of it makes
 _INSTALL_LOCK = threading.Lock()
 _INSTALLED = {}  # driver class -> [users, {name: the class's own attribute or _MISSING}]
 _MISSING = object()
@@ -324,6 +361,9 @@ class _Functions:
     def __init__(self, cls):
         self.cls = cls
         self.counts = {}
+        self.boot = None  # what the real boot under way calls, or None
+        self.clean_boot = None  # (recipe key, its calls) of the run's real boot, until remember()
+        self.names = ()  # the functions counted (installed by __enter__)
 
     @property
     def active(self):
@@ -332,6 +372,38 @@ class _Functions:
     @active.setter
     def active(self, on):
         _COUNTS.counts = self.counts if on else None
+
+    def knows(self, key):
+        """Whether the calls a boot of recipe ``key`` makes are known."""
+        return (self.cls, self.names, key) in _AT_BOOT
+
+    def booting(self):
+        """A real boot starts: its calls are counted apart (:meth:`booted`)."""
+        self.boot = _COUNTS.counts = {}
+
+    def booted(self, key, counted):
+        """The run has booted, for real or as a copy of an image of ``key``
+        (which makes no calls): for a ``counted`` run, count what the boot
+        calls, then the run's own calls."""
+        if self.boot is not None:
+            calls, self.boot = self.boot, None
+            self.clean_boot = (key, calls)  # known once the run ends clean (remember)
+        else:
+            calls = _AT_BOOT[self.cls, self.names, key]
+        self.active = counted
+        if counted:
+            counts = self.counts
+            for name, n in calls.items():
+                counts[name] = counts.get(name, 0) + n
+
+    def remember(self, clean):
+        """The run is over: if ``clean`` (no violation: its boot ran to the
+        end) what its real boot called is what every boot of its recipe
+        calls (a boot makes no decision), for the copies of its image."""
+        if clean and self.clean_boot is not None:
+            key, calls = self.clean_boot
+            _AT_BOOT.setdefault((self.cls, self.names, key), calls)
+        self.clean_boot = None
 
     def __enter__(self):
         cls = self.cls
@@ -346,6 +418,7 @@ class _Functions:
                     setattr(cls, name, _counter(_unwrapped(getattr(cls, name)), name))
                 entry = _INSTALLED[cls] = [0, saved]
             entry[0] += 1
+            self.names = tuple(entry[1])
         self.active = True
         return self
 
@@ -438,7 +511,7 @@ class _Range:
         self.spec = spec
         self.opts = opts
         self.coverage = coverage
-        self.functions = functions
+        self.functions = functions if functions is not None else _Functions(None)
         # with cross-schedule one graph for the batch, else a fresh one per
         # schedule (passed explicitly only to read its edges)
         self.graph = LockGraph() if keep_graph else None
@@ -474,15 +547,15 @@ class _Range:
             if graph is not None:
                 graph.origin = index
                 before = graph.size()
-            run_on = _observed(concrete, self.coverage) if counted else concrete
-            if self.functions is not None:
-                self.functions.active = counted
+            run_on = _observed(concrete, self.coverage, self.functions, counted)
+            self.functions.active = False  # until it has booted (_observed)
             opts = self.opts
             # fast runs on the batch's own graph (a fresh one per run would escalate each)
             fast = self.keep_graph and runs_fast(chooser, self.escalating)
             rerun = self._put_back() if fast and counted else None
             out = await run_schedule_async(run_on, chooser, lock_graph=graph, coverage=True, fast=fast, rerun=rerun, **opts)
             self.escalating = escalating_after(self.escalating, fast, out)
+            self.functions.remember(out.violation is None)
             if guided is not None:
                 guided.learn(index, target, chooser, out)
             if out.violation is not None and out.violation.get("kasan"):
@@ -516,9 +589,7 @@ class _Range:
         """A function putting back the counts a counted run's observers keep
         (operations, overlaps, driver functions) as they are now: a fast
         attempt that escalates must not count twice."""
-        counts = [self.coverage.ops, self.coverage.overlaps]
-        if self.functions is not None:
-            counts.append(self.functions.counts)
+        counts = [self.coverage.ops, self.coverage.overlaps, self.functions.counts]
         saved = [dict(c) for c in counts]
 
         def put_back():
