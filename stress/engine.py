@@ -211,10 +211,10 @@ class _Reporter:
         self.opts = dict(self.opts, kasan_reported=True)
         self.meta = after_kasan(self.meta)
 
-    def __call__(self, result, index, out, concrete, concrete_target, priors, teachers=()):
+    def __call__(self, result, index, out, concrete, concrete_target, teachers=()):
         """Shrink and report ``out`` (runs in a thread: shrinking runs schedules of its own)."""
         self.signatures.add(signature(out.violation))
-        v = to_violation(concrete, out, index, _meta_for(self.meta, concrete_target), self.opts, self.shrink, priors, teachers)
+        v = to_violation(concrete, out, index, _meta_for(self.meta, concrete_target), self.opts, self.shrink, teachers)
         if v.report["signature"] in self.signatures and v.report["signature"] != signature(out.violation):
             return  # shrinking led to a bug already reported
         self.signatures.add(v.report["signature"])
@@ -287,9 +287,8 @@ class _Search:
                     result.first_find_s = time.monotonic() - self.t0
                 result.first_finds.setdefault(out.kind, (result.schedules, time.monotonic() - self.t0))
             if out.violation is not None and not report.known(out):
-                priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
                 teachers = teachers_before(self.teachers, index)
-                await trio.to_thread.run_sync(report, result, index, out, concrete, concrete_target, priors, teachers)
+                await trio.to_thread.run_sync(report, result, index, out, concrete, concrete_target, teachers)
                 if not keep_going:
                     break
             if out.violation is not None and out.violation.get("kasan") and not self.opts.get("kasan_reported"):
@@ -365,19 +364,21 @@ def _same_find(again, outcome):
     return again.kind == outcome.kind and plain_message(again.violation["message"]) == plain_message(outcome.violation["message"])
 
 
-def to_violation(scenario, outcome, index, meta, opts, shrink, priors=(), teachers=()):
+def to_violation(scenario, outcome, index, meta, opts, shrink, teachers=()):
     """The :class:`Violation` of a find: replay-checked, shrunk, reported (also a soak's batches use it).
 
-    ``priors`` are the earlier runs the find's splat cites (lockdep's
-    ``prior``), ``teachers`` every earlier run that taught the search's graph
-    something (:func:`teachers_before`).  The find is replayed on the graph
-    its priors teach; when that graph makes the run take another path (a
+    ``teachers`` are every earlier run that taught the search's graph
+    something (:func:`teachers_before`); its *priors* those the find's splat
+    cites (lockdep's ``prior``).  The find is replayed on the graph its
+    priors teach; when that graph makes the run take another path (a
     fact the splat does not cite, or the order lockdep's walks meet the
     classes in, which follows the order the facts were learnt), it is
     replayed on the graph every teacher taught, in order: the search's own,
     and the report's ``prior`` lists them all.
     """
     found = list(outcome.decisions)
+    by_index = {t[0]: t for t in teachers}  # none given (a hypothesis search): replayed on a fresh graph
+    priors = [by_index[i] for i in outcome.violation.get("prior") or ()] if teachers else []
     # The find must replay as found before anything is built on it.
     run_opts, again = _replay_find(scenario, found, index, opts, priors)
     if not _same_find(again, outcome) and teachers and [p[0] for p in teachers] != [p[0] for p in priors]:

@@ -519,7 +519,7 @@ class _Range:
         self.edges = set()
         self.teachers = {}  # index -> (scenario, target, decisions) of runs that taught lockdep
         self.schedules = self.points = 0
-        self.hits = {}  # signature -> [kind, message, first index, count, outcome, concrete, priors, opts, teachers]
+        self.hits = {}  # signature -> [kind, message, first index, count, outcome, concrete, opts, teachers]
         self.escalating = 0.0  # the share of recent fast runs that ran again in full (stress.engine)
 
     async def run(self, lo, stop, count_from):
@@ -577,9 +577,8 @@ class _Range:
             sig = signature(out.violation)
             hit = self.hits.get(sig)
             if hit is None:
-                priors = [(i, *self.teachers[i]) for i in out.violation.get("prior") or ()]
                 teachers = teachers_before(self.teachers, index)
-                self.hits[sig] = [out.kind, out.violation["message"], index, 1, out, concrete, priors, opts, teachers]
+                self.hits[sig] = [out.kind, out.violation["message"], index, 1, out, concrete, opts, teachers]
             else:
                 hit[3] += 1
         if self.keep_graph:
@@ -603,11 +602,11 @@ class _Range:
         from stress.engine import after_kasan, plain_message, to_violation
 
         finds = []
-        for sig, (kind, message, index, count, out, concrete, priors, opts, teachers) in self.hits.items():
+        for sig, (kind, message, index, count, out, concrete, opts, teachers) in self.hits.items():
             report = None
             if sig not in known:
                 m = after_kasan(meta) if opts.get("kasan_reported") else meta
-                report = to_violation(concrete, out, index, m, opts, True, priors, teachers).report
+                report = to_violation(concrete, out, index, m, opts, True, teachers).report
             finds.append(Find(sig, kind, plain_message(message), index, count, report))
         finds.sort(key=lambda f: f.schedule)
         edges = sorted([str(a), str(b)] for a, b in self.edges)
