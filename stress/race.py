@@ -55,7 +55,9 @@ later one of the same or a stronger kind that it happens before (a plain
 write subsumes everything before it; a marked one only marked accesses).
 
 The boot and teardown phases (``kernel.add_setup``/``add_teardown``) happen
-before and after every CPU, so their accesses are never part of a race.
+before and after every CPU, so their accesses are never part of a race:
+the detector ignores every event of theirs (an access is not kept, so a
+clock of theirs would order nothing any check compares).
 Not an edge: raising a handler (``raise_irq``, ``raise_softirq``) orders
 nothing by itself (a raise inside an interrupts-off section is ordered before
 the handler through the IRQ pseudo lock).
@@ -184,15 +186,19 @@ class RaceDetector:
 
     # -- hooks ----------------------------------------------------------------
 
+    # Every hook ignores the boot CPU (``cpu.id < 0``, boot and teardown: see
+    # the module doc): no access of it is kept, so no clock of it is read.
+
     def lock_acquired(self, cpu, lock):
-        self._acquire(self._tid(cpu), self.locks.get(lock))
+        if cpu.id >= 0:
+            self._acquire(self._tid(cpu), self.locks.get(lock))
 
     def lock_release(self, cpu, lock):
-        if held_by(lock, cpu):
+        if cpu.id >= 0 and held_by(lock, cpu):
             self.locks[lock] = self._release(self._tid(cpu))
 
     def irqs(self, cpu, enabled):
-        if cpu.hardirq:
+        if cpu.hardirq or cpu.id < 0:
             return
         tid = self._tid(cpu)  # process context, or a softirq handler's own local_irq_*
         if enabled:
@@ -201,13 +207,17 @@ class RaceDetector:
             self._acquire(tid, self.irqlock.get(cpu.id))
 
     def hardirq_enter(self, cpu, irq):
+        if cpu.id < 0:
+            return
         self._acquire((cpu.id, _HARDIRQ), self.irqlock.get(cpu.id))
 
     def hardirq_exit(self, cpu, irq):
+        if cpu.id < 0:
+            return
         self._publish(self.irqlock, cpu.id, (cpu.id, _HARDIRQ))
 
     def bh(self, cpu, enabled):
-        if cpu.hardirq:
+        if cpu.hardirq or cpu.id < 0:
             return
         if cpu.softirq:
             # __do_softirq turning softirqs off around its handlers: the
@@ -223,11 +233,15 @@ class RaceDetector:
             self._acquire((cpu.id, _PROCESS), self.bhlock.get(cpu.id))
 
     def softirq_enter(self, cpu, nr):
+        if cpu.id < 0:
+            return
         tid = (cpu.id, _SOFTIRQ)
         self._acquire(tid, self.bhlock.get(cpu.id))
         self._acquire(tid, self.irqlock.get(cpu.id))
 
     def softirq_exit(self, cpu, nr):
+        if cpu.id < 0:
+            return
         tid = (cpu.id, _SOFTIRQ)
         self._publish(self.bhlock, cpu.id, tid)
         self._publish(self.irqlock, cpu.id, tid)
