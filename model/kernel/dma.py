@@ -7,7 +7,7 @@ CPU's cache; the device sees it only once the line is cleaned
 So every :class:`~model.kernel.mm.Page` has two views:
 
 * ``page.words`` - what the CPU reads and writes (:func:`table_read`,
-  :func:`table_write`);
+  :func:`table_write`: the one way to store, it keeps ``page.written``);
 * the device view - what the walker reads (:func:`device_read`).  It is kept
   lazily in ``page.dev``: ``None`` while both views agree; the first CPU
   write that is not yet synced copies the old words there.
@@ -151,6 +151,7 @@ async def table_write(page, index, value):
     if page.dev is None:
         page.dev = list(page.words)
     page.words[index] = value & 0xFFFFFFFF
+    page.written.add(index)
 
 
 async def table_write64(page, index, value):
@@ -164,6 +165,7 @@ async def table_write64(page, index, value):
         page.dev = list(page.words)
     page.words[2 * index] = value & 0xFFFFFFFF
     page.words[2 * index + 1] = (value >> 32) & 0xFFFFFFFF
+    page.written.update((2 * index, 2 * index + 1))
 
 
 async def table_read(page, index):

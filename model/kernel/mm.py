@@ -70,7 +70,7 @@ def _sparse(words):
 class Page:
     """``struct page`` (order 0 only: the drivers modelled use 4 KiB tables)."""
 
-    __slots__ = ("pfn", "gfp", "words", "freed", "owner", "tag", "race", "dev")
+    __slots__ = ("pfn", "gfp", "words", "freed", "owner", "tag", "race", "dev", "written")
 
     def __init__(self, pfn, gfp, owner, tag):
         self.pfn = pfn
@@ -81,14 +81,18 @@ class Page:
         self.tag = tag  # what the allocation was for, for reports
         self.race = None
         self.dev = None  # device view of non-coherent memory; None = in sync (model.kernel.dma)
+        # Every word index a CPU ever stored to (model.kernel.dma.table_write):
+        # either view holds a non-zero word only there, so a scan of a whole
+        # table for its entries (model.hw.walker) need not read 1024 words.
+        self.written = set()
 
     # Pickled (a booted machine's image, stress.bootimage), a page keeps its
     # non-zero words only: a table page is 1024 mostly empty entries.
     def __getstate__(self):
-        return (self.pfn, self.gfp, _sparse(self.words), self.freed, self.owner, self.tag, self.race, self.dev)
+        return (self.pfn, self.gfp, _sparse(self.words), self.freed, self.owner, self.tag, self.race, self.dev, self.written)
 
     def __setstate__(self, state):
-        self.pfn, self.gfp, words, self.freed, self.owner, self.tag, self.race, self.dev = state
+        self.pfn, self.gfp, words, self.freed, self.owner, self.tag, self.race, self.dev, self.written = state
         self.words = [0] * WORDS_PER_PAGE
         for i, w in words:
             self.words[i] = w

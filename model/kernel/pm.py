@@ -262,9 +262,10 @@ class _Worker:
         self.busy = False
 
     def ready(self):
-        if not self.wq.ready():
+        wq = self.wq
+        if not wq.queue or not wq.ready():  # no work waits: the scheduler asks at every point
             return False
-        for w in self.wq.workers[: self.index]:
+        for w in wq.workers[: self.index]:
             if not w.busy:
                 return False
         return True
