@@ -388,31 +388,45 @@ def test_vsi_walk_pta_dt_pt_and_flush():
 
 
 def test_a_table_scan_sees_every_non_zero_word_of_the_device_view():
-    """model.hw.walker reads only the words a CPU stored to (``Page.written``):
-    after any mix of stores and syncs, and in a boot image's copy, that is
-    every non-zero word of the device view, in order."""
+    """The device view and the scans that read only the words a CPU stored to
+    (``Page.written``: model.hw.walker, ``table_entries``, the sync that drops
+    a view equal to the CPU's), against a plain 1024-word model of both views,
+    after any mix of stores and syncs, and in a boot image's copy."""
     import pickle
     import random
 
     from model.hw.walker import _dev_entries
+    from model.kernel.dma import table_entries
 
     async def t(k, hw, rec):
         rng = random.Random(7)
         page = await alloc_pages(GFP_KERNEL | GFP_DMA32)
+        cpu_view, dev_view = [0] * 1024, [0] * 1024
         seen = 0
-        for step in range(400):
+        for step in range(600):
             what = rng.randrange(3)
             if what == 0:
-                await table_write(page, rng.randrange(1024), rng.choice((0, 1, rng.getrandbits(32))))
+                i, v = rng.randrange(1024), rng.choice((0, 1, rng.getrandbits(32)))
+                await table_write(page, i, v)
+                cpu_view[i] = v
             elif what == 1:
-                await table_write64(page, rng.randrange(512), rng.choice((0, rng.getrandbits(64))))
+                i, v = rng.randrange(512), rng.choice((0, rng.getrandbits(64)))
+                await table_write64(page, i, v)
+                cpu_view[2 * i], cpu_view[2 * i + 1] = v & 0xFFFFFFFF, v >> 32
             else:
-                await dma_sync_single_for_device(_Dev, page.phys + 4 * rng.randrange(1024), 4 * rng.randrange(1, 256), DMA_TO_DEVICE)
-            view = page.dev if page.dev is not None else page.words
-            want = [w for w in view if w]
+                i, n = rng.randrange(1024), rng.randrange(1, 256)
+                await dma_sync_single_for_device(_Dev, page.phys + 4 * i, 4 * n, DMA_TO_DEVICE)
+                dev_view[i : i + n] = cpu_view[i : i + n]
+            assert [device_read(page, i) for i in range(1024)] == dev_view, step
+            if what == 2:  # a sync drops the device view once it caught up
+                assert (page.dev is None) == (dev_view == cpu_view), step
+            else:  # a store keeps it until then
+                assert page.dev is not None or dev_view == cpu_view, step
+            want = [w for w in dev_view if w]
             seen += bool(want)
             assert _dev_entries(page) == want, step
             assert _dev_entries(pickle.loads(pickle.dumps(page))) == want, step
-        assert seen > 300  # the device saw entries most of the time
+            assert await table_entries(page) == [w for w in cpu_view if w], step
+        assert seen > 400  # the device saw entries most of the time
 
     run(t)

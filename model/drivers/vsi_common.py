@@ -225,7 +225,7 @@ class VsiIommuDomain(IommuDomain):
             return ()
         pages = [self.pta] if self.pta is not None else []
         pages.append(self.dt)
-        for dte in filter(None, self.dt.words):  # most of the 1024 entries are 0: skipped in C
+        for dte in self.dt.entries(self.dt.words):  # the non-zero entries (Page.entries)
             if vsi_dte_is_pt_valid(dte):
                 pt = phys_to_page(self.kernel, vsi_dte_pt_address(dte))
                 if pt is not None:

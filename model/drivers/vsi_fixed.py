@@ -120,7 +120,7 @@ from model.kernel import (
     spin_unlock_irqrestore,
     synchronize_irq,
 )
-from model.kernel.dma import DMA_TO_DEVICE, dma_unmap_single, table_read, table_snapshot, table_write
+from model.kernel.dma import DMA_TO_DEVICE, dma_unmap_single, table_read, table_entries, table_write
 from model.kernel.pm import pm_runtime_get_if_in_use, pm_runtime_put_autosuspend, pm_runtime_resume_and_get
 
 from .vsi_common import (
@@ -207,7 +207,7 @@ class VsiFixed(VsiDriver):
         await spin_unlock_irqrestore(self.vsi_iommus_lock, flags)
 
         flags = await spin_lock_irqsave(vsi_domain.lock)
-        for dte in filter(None, await table_snapshot(vsi_domain.dt)):  # zero DTEs (invalid) skipped in C: Python-only
+        for dte in await table_entries(vsi_domain.dt):  # for (i = 0; i < NUM_DT_ENTRIES; i++): zero (invalid) DTEs skipped
             if vsi_dte_is_pt_valid(dte):
                 pt_phys = vsi_dte_pt_address(dte)
                 page_table = phys_to_virt(pt_phys)
@@ -259,7 +259,7 @@ class VsiFixed(VsiDriver):
             pte_dma = pt_phys + pte_index * 4
             unmap_size = await self.vsi_iommu_unmap_iova(vsi_domain, page_table, pte_index, pte_dma, size)
             if unmap_size:
-                if not any(vsi_pte_is_page_valid(pte) for pte in filter(None, await table_snapshot(page_table))):  # zero PTEs skipped in C
+                if not any(vsi_pte_is_page_valid(pte) for pte in await table_entries(page_table)):  # zero PTEs skipped
                     await self.vsi_iommu_free_pt(vsi_domain, dte_index, page_table, gather)
                 await self.vsi_iommu_flush_tlb(domain)
         await spin_unlock_irqrestore(vsi_domain.lock, flags)

@@ -73,7 +73,7 @@ from model.kernel import (
     spin_unlock,
     spin_unlock_irqrestore,
 )
-from model.kernel.dma import DMA_TO_DEVICE, dma_unmap_single, table_read, table_snapshot, table_write
+from model.kernel.dma import DMA_TO_DEVICE, dma_unmap_single, table_read, table_entries, table_write
 from model.kernel.pm import pm_runtime_get, pm_runtime_put_autosuspend, pm_runtime_resume_and_get
 
 from .vsi_common import (
@@ -133,7 +133,7 @@ class VsiMainline(VsiDriver):
         flags = await spin_lock_irqsave(vsi_domain.lock)
         if not await list_empty(vsi_domain.iommus):
             current().kernel.warn(f"vsi_iommu_domain_free({domain!r}): WARN_ON(!list_empty(&vsi_domain->iommus))")
-        for dte in filter(None, await table_snapshot(vsi_domain.dt)):  # zero DTEs (invalid) skipped in C: Python-only
+        for dte in await table_entries(vsi_domain.dt):  # for (i = 0; i < NUM_DT_ENTRIES; i++): zero (invalid) DTEs skipped
             if vsi_dte_is_pt_valid(dte):
                 pt_phys = vsi_dte_pt_address(dte)
                 page_table = phys_to_virt(pt_phys)

@@ -132,7 +132,7 @@ from model.kernel.dma import (
     dma_sync_single_for_device,
     dma_unmap_single,
     table_read,
-    table_snapshot,
+    table_entries,
     table_write,
     table_write64,
 )
@@ -240,7 +240,7 @@ class VsiV3IommuDomain(IommuDomain):
         if self.dt is None:
             return ()
         pages = [p for p in (self.pta, self.dt) if p is not None]
-        for dte in filter(None, self.dt.words):  # most of the 1024 entries are 0: skipped in C
+        for dte in self.dt.entries(self.dt.words):  # the non-zero entries (Page.entries)
             if vsi_dte_is_pt_valid(dte):
                 pt = phys_to_page(self.kernel, vsi_dte_pt_address(dte))
                 if pt is not None:
@@ -397,7 +397,7 @@ class VsiV3(VsiDriver):
         vsi_domain = to_vsi_domain(domain)
         if not await list_empty(vsi_domain.iommus):
             current().kernel.warn(f"vsi_iommu_domain_free({domain!r}): WARN_ON(!list_empty(&vsi_domain->iommus))")
-        for dte in filter(None, await table_snapshot(vsi_domain.dt)):  # zero DTEs (invalid) skipped in C: Python-only
+        for dte in await table_entries(vsi_domain.dt):  # for (i = 0; i < NUM_DT_ENTRIES; i++): zero (invalid) DTEs skipped
             if vsi_dte_is_pt_valid(dte):
                 pt_phys = vsi_dte_pt_address(dte)
                 page_table = phys_to_virt(pt_phys)

@@ -192,11 +192,9 @@ def walk(hw, iova):
 
 
 def _dev_entries(page):
-    """The non-zero words of ``page``'s device view, in index order: only a
-    word a CPU stored to can be one (``Page.written``), so the zeros of a
-    1024-entry table are not read (the hardware's scan skips them too)."""
-    words = page.dev if page.dev is not None else page.words
-    return [w for w in map(words.__getitem__, sorted(page.written)) if w]
+    """The non-zero words of ``page``'s device view, in index order
+    (``Page.entries``: the zeros of a 1024-entry table are not read)."""
+    return page.entries(page.dev if page.dev is not None else page.words)
 
 
 def _stale(mm, e):

@@ -97,6 +97,11 @@ class Page:
         for i, w in words:
             self.words[i] = w
 
+    def entries(self, words):
+        """The non-zero words of ``words`` (this page's CPU or device view), in
+        index order: only a word a CPU stored to can be one (``written``)."""
+        return [w for w in map(words.__getitem__, sorted(self.written)) if w]
+
     @property
     def phys(self):
         return self.pfn << PAGE_SHIFT
