@@ -154,7 +154,7 @@ async def table_write(page, index, value):
     for fn in cpu.kernel.hooks.table:
         fn(cpu, page, index, True)
     if page.dev is None:
-        page.dev = list(page.words)
+        page.dev = page.words[:]
     page.words[index] = value & 0xFFFFFFFF
     page.written.add(index)
 
@@ -167,7 +167,7 @@ async def table_write64(page, index, value):
     for fn in cpu.kernel.hooks.table:
         fn(cpu, page, 2 * index, True)
     if page.dev is None:
-        page.dev = list(page.words)
+        page.dev = page.words[:]
     page.words[2 * index] = value & 0xFFFFFFFF
     page.words[2 * index + 1] = (value >> 32) & 0xFFFFFFFF
     page.written.update((2 * index, 2 * index + 1))

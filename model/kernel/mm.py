@@ -20,6 +20,8 @@ neither does anything at boot or teardown (they run with no scheduler).
 
 from __future__ import annotations
 
+from array import array
+
 from .cpu import NULL_SCHED, current
 from .gfp import (
     __GFP_ACCOUNT,
@@ -63,6 +65,15 @@ _DMA32_FIRST_PFN = 0x1000  # 16 MiB: leave room for the "kernel image"
 _NORMAL_FIRST_PFN = SZ_4G >> PAGE_SHIFT
 
 
+_ZERO_PAGE = bytes(PAGE_SIZE)
+
+
+def _zeroed():
+    """A page's 1024 words, zero: an array of 32-bit words (not a list: the
+    garbage collector never walks it, a copy is one memcpy)."""
+    return array("I", _ZERO_PAGE)
+
+
 def _sparse(words):
     return tuple((i, w) for i, w in enumerate(words) if w)
 
@@ -75,7 +86,7 @@ class Page:
     def __init__(self, pfn, gfp, owner, tag):
         self.pfn = pfn
         self.gfp = gfp
-        self.words = [0] * WORDS_PER_PAGE
+        self.words = _zeroed()
         self.freed = False
         self.owner = owner  # CPU id that allocated it (or None)
         self.tag = tag  # what the allocation was for, for reports
@@ -93,7 +104,7 @@ class Page:
 
     def __setstate__(self, state):
         self.pfn, self.gfp, words, self.freed, self.owner, self.tag, self.race, self.dev, self.written = state
-        self.words = [0] * WORDS_PER_PAGE
+        self.words = _zeroed()
         for i, w in words:
             self.words[i] = w
 
