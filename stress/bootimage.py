@@ -214,9 +214,10 @@ def _scan():
 
 class _Pickler(pickle.Pickler):
     """Pickles a booted state: ``refs[i]`` is what persistent id ``i`` names
-    (0: the run's ``graph``, then the modules' objects, classes and functions
-    met: a reference loads as a list index, where a global is imported again
-    by name at every load)."""
+    (0: the run's ``graph``, then the modules' objects, classes, functions
+    and strings met: a reference loads as a list index, where a global is
+    imported again by name at every load and a string decoded, hashed and,
+    as an attribute's name, interned again)."""
 
     def __init__(self, buf, graph):
         super().__init__(buf, protocol=pickle.HIGHEST_PROTOCOL)
@@ -229,12 +230,24 @@ class _Pickler(pickle.Pickler):
         if o is self.graph:
             return 0
         i = self.index.get(id(o))
-        if i is None and (id(o) in self.shared or isinstance(o, _GLOBALS) and _by_name(o)):
+        if i is None and (type(o) is str or id(o) in self.shared or isinstance(o, _GLOBALS) and _by_name(o)):
             i = self.index[id(o)] = len(self.refs)
             self.refs.append(o)
         if i is None and type(o).__module__.startswith(_FOREIGN):
             raise _Refused(type(o).__qualname__)
         return i
+
+    def reducer_override(self, o):
+        return _reduce(o)
+
+
+class _Memoized(pickle.Pickler):
+    """Pickles a state whose references (a :class:`_Pickler`'s ``refs``) are
+    on the memo already, ``refs[i]`` at index ``i`` (see :func:`_memoized`)."""
+
+    def __init__(self, buf, refs):
+        super().__init__(buf, protocol=pickle.HIGHEST_PROTOCOL)
+        self.memo = {id(o): (i, o) for i, o in enumerate(refs)}
 
     def reducer_override(self, o):
         return _reduce(o)
@@ -296,6 +309,18 @@ _PLAIN = {}  # class -> _plain(class)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 
 
+def _memoized(n):
+    """The opcodes that push persistent ids ``0 .. n-1`` onto the unpickler's
+    memo, in order (``memo[i]`` is reference ``i``), leaving the stack empty:
+    one frame (the unpickler reads it at once, not an opcode at a time)."""
+    ops = []
+    for i in range(n):
+        ops += [pickle.BININT2, i.to_bytes(2, "little")] if i < 65536 else [pickle.BININT, i.to_bytes(4, "little")]
+        ops += [pickle.BINPERSID, pickle.MEMOIZE, pickle.POP]
+    frame = b"".join(ops)
+    return pickle.PROTO + bytes([pickle.HIGHEST_PROTOCOL]) + pickle.FRAME + len(frame).to_bytes(8, "little") + frame
+
+
 def _set_attributes(obj, state):
     for name, value in state.items():
         object.__setattr__(obj, name, value)  # frozen dataclasses
@@ -314,8 +339,14 @@ class _Image:
     def dump(cls, obj, graph, learnt=None):
         buf = io.BytesIO()
         pickler = _Pickler(buf, graph)
-        pickler.dump(obj)
-        return cls(buf.getvalue(), tuple(pickler.refs), learnt)
+        pickler.dump(obj)  # finds the references (and refuses what must not be copied)
+        refs = pickler.refs
+        # Again, each reference memoized before the state: the state names it
+        # by its memo index (BINGET, in C), not by a persistent id (a call)
+        # at every use: a string names many attributes.
+        buf = io.BytesIO()
+        _Memoized(buf, [graph, *refs[1:]]).dump(obj)
+        return cls(_memoized(len(refs)) + buf.getvalue(), tuple(refs), learnt)
 
     def load(self, graph):
         """A fresh copy of the state, on ``graph`` and sharing the modules' objects."""

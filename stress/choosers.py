@@ -123,13 +123,19 @@ class RandomWalk:
         return plan.fail(sched, cur, call) if plan is not None else 0
 
 
-def highest(opts, priority):
-    """The index of the option whose thread has the highest ``priority(key)``
-    (the first on a tie: option 0 keeps the running CPU); a thread's key is
-    its CPU id, or ``("irq", line, cpu id)`` for an interrupt delivery."""
+def highest(opts, prio, new):
+    """The index of the option whose thread has the highest priority
+    (the first on a tie: option 0 keeps the running CPU): ``prio[key]``, or
+    ``new(key)`` for a thread not seen before (which records it there); a
+    thread's key is its CPU id, or ``("irq", line, cpu id)`` for an
+    interrupt delivery."""
     best, best_p = 0, None
+    known = prio.get
     for i, (cpu, irq) in enumerate(opts):
-        p = priority(cpu.id if irq is None else ("irq", irq, cpu.id))
+        key = cpu.id if irq is None else ("irq", irq, cpu.id)
+        p = known(key)
+        if p is None:
+            p = new(key)
         if best_p is None or p > best_p:
             best, best_p = i, p
     return best
@@ -155,11 +161,9 @@ class PCT:
         self.changes = tuple(self.change)
         self.low = 0  # next low priority handed out at a change point
 
-    def _p(self, key):
-        p = self.prio.get(key)
-        if p is None:
-            # Distinct random priorities above every change-point priority.
-            p = self.prio[key] = self.first[key] = self.depth + self.rng.random()
+    def _new(self, key):
+        # Distinct random priorities above every change-point priority.
+        p = self.prio[key] = self.first[key] = self.depth + self.rng.random()
         return p
 
     @property
@@ -184,7 +188,7 @@ class PCT:
             self.change.pop(0)
             self.low -= 1
             self.prio[cur.id] = self.low
-        return highest(opts, self._p)
+        return highest(opts, self.prio, self._new)
 
     def fail(self, sched, cur, call):
         plan = self.fail_plan
@@ -268,14 +272,12 @@ class PlannedPCT:
         self.low = 0
         self.fail_seen = 0
 
-    def _p(self, key):
-        p = self.prio.get(key)
-        if p is None:
-            i = len(self.keys)
-            self.index[key] = i
-            self.keys.append(key)
-            ranks = self.plan.ranks
-            p = self.prio[key] = ranks[i] if i < len(ranks) else 0
+    def _new(self, key):
+        i = len(self.keys)
+        self.index[key] = i
+        self.keys.append(key)
+        ranks = self.plan.ranks
+        p = self.prio[key] = ranks[i] if i < len(ranks) else 0
         return p
 
     def choose(self, sched, cur, opts):
@@ -283,10 +285,11 @@ class PlannedPCT:
         if change and sched.points >= change[0] and cur is not None:
             while change and sched.points >= change[0]:
                 change.pop(0)
-            self._p(cur.id)
+            if cur.id not in self.prio:
+                self._new(cur.id)  # it appears here first: its rank is taken
             self.low -= 1
             self.prio[cur.id] = self.low
-        return highest(opts, self._p)
+        return highest(opts, self.prio, self._new)
 
     def fail(self, sched, cur, call):
         self.fail_seen += 1

@@ -145,6 +145,7 @@ class Coverage:
         self.hints = []  # where each near miss happened (see the module doc)
         self.translating = None  # MMUs translating when the last workload operation ended
         self.lines = set()  # (MMU, IOVA) of its paging domains' IOTLB lines then
+        self.mmus, self.devices = [], 0  # the MMUs among the kernel's first ``devices`` devices
 
     # -- the innermost driver frame at an event ---------------------------------------
 
@@ -231,7 +232,11 @@ class Coverage:
                     self._missed_flush(cpu, info["domain"], info["iova"], begun[1], ("unmap-missed-a-translating-iommu",))
 
     def _mmus(self):
-        return [hw for hw in self.kernel.devices if getattr(hw, "tlb", None) is not None]
+        devices = self.kernel.devices
+        if len(devices) != self.devices:  # devices only ever join (at boot)
+            self.mmus = [hw for hw in devices if getattr(hw, "tlb", None) is not None]
+            self.devices = len(devices)
+        return self.mmus
 
     def _missed_flush(self, cpu, domain, iova, before, hazard):
         for hw, n in before.items():
