@@ -459,14 +459,16 @@ class Scheduler:
     def _options(self, cur):
         opts = []
         cpus = self.kernel.cpus
-        if cur is not None and self._runnable(cur):
-            opts.append((cur, None))
         for c in cpus:
             # _runnable(c), inlined: this runs for every CPU at every point
-            if c is not cur and c.ctl.parked and (not c.ctl.finished or c.hardirq > 0 or c.softirq > 0):
+            ctl = c.ctl
+            if (c is cur or ctl.parked) and (not ctl.finished or c.hardirq > 0 or c.softirq > 0):
                 b = c.blocked_on
                 if b is None or b.ready():
-                    opts.append((c, None))
+                    if c is cur:
+                        opts.insert(0, (c, None))  # the running CPU is option 0
+                    else:
+                        opts.append((c, None))
         pending = self.kernel.irq.pending
         if pending:
             for irq in pending:
