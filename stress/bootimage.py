@@ -6,10 +6,10 @@ A scenario that says how it boots (a :class:`BootRecipe`: the driver
 workloads do) gets an image: the pickled state right after
 ``kernel.setup`` ran - the kernel, every observer attached to it, and the
 state its CPU bodies work on - and later schedules start from an unpickled
-copy instead of booting again.  A copy costs about half a boot (2.1 M
-instructions against 4.5 M on the default machine: unpickling makes every
+copy instead of booting again.  A copy costs about half a boot (1.7 M
+instructions against 3.6 M on the default machine: unpickling makes every
 object again, ~450 of them), so a default-workload schedule is ~10% cheaper
-and one with empty programs ~20%.
+and one with empty programs ~23%.
 
 A run from an image is the run a real boot would have given, decision for
 decision and byte for byte:
