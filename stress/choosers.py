@@ -286,7 +286,7 @@ class PlannedPCT:
             while change and sched.points >= change[0]:
                 change.pop(0)
             if cur.id not in self.prio:
-                self._new(cur.id)  # it appears here first: its rank is taken
+                self._new(cur.id)  # first seen here: it takes the next rank all the same
             self.low -= 1
             self.prio[cur.id] = self.low
         return highest(opts, self.prio, self._new)

@@ -65,13 +65,13 @@ _DMA32_FIRST_PFN = 0x1000  # 16 MiB: leave room for the "kernel image"
 _NORMAL_FIRST_PFN = SZ_4G >> PAGE_SHIFT
 
 
-_ZERO_PAGE = bytes(PAGE_SIZE)
+_ZERO_WORDS = array("I", [0]) * WORDS_PER_PAGE
 
 
 def _zeroed():
     """A page's 1024 words, zero: an array of 32-bit words (not a list: the
     garbage collector never walks it, a copy is one memcpy)."""
-    return array("I", _ZERO_PAGE)
+    return _ZERO_WORDS[:]
 
 
 def _sparse(words):

@@ -145,7 +145,7 @@ class Coverage:
         self.hints = []  # where each near miss happened (see the module doc)
         self.translating = None  # MMUs translating when the last workload operation ended
         self.lines = set()  # (MMU, IOVA) of its paging domains' IOTLB lines then
-        self.mmus, self.devices = [], 0  # the MMUs among the kernel's first ``devices`` devices
+        self.mmus, self.devices_seen = [], 0  # the MMUs among the kernel's first ``devices_seen`` devices
 
     # -- the innermost driver frame at an event ---------------------------------------
 
@@ -233,9 +233,9 @@ class Coverage:
 
     def _mmus(self):
         devices = self.kernel.devices
-        if len(devices) != self.devices:  # devices only ever join (at boot)
+        if len(devices) != self.devices_seen:  # devices only ever join (at boot)
             self.mmus = [hw for hw in devices if getattr(hw, "tlb", None) is not None]
-            self.devices = len(devices)
+            self.devices_seen = len(devices)
         return self.mmus
 
     def _missed_flush(self, cpu, domain, iova, before, hazard):
