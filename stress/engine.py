@@ -305,11 +305,11 @@ class _Search:
         graph = self.graph
         fast = runs_fast(chooser, self.escalating)
         if graph is None:
-            out = await run_schedule_async(concrete, chooser, coverage=True, fast=fast, **self.opts)
+            out = await run_schedule_async(concrete, chooser, coverage=True, fast=fast, release=True, **self.opts)
         else:
             graph.origin = index
             before = graph.size()
-            out = await run_schedule_async(concrete, chooser, lock_graph=graph, coverage=True, fast=fast, **self.opts)
+            out = await run_schedule_async(concrete, chooser, lock_graph=graph, coverage=True, fast=fast, release=True, **self.opts)
             if graph.size() != before:
                 self.teachers[index] = (concrete, target_of(concrete), list(out.decisions))
         self.escalating = escalating_after(self.escalating, fast, out)

@@ -330,7 +330,7 @@ def explore_hypothesis(
             concrete, target, out = concrete0, target0, probe
         else:
             concrete, target = concretize(scenario, family_seed, program)
-            out = run_schedule(concrete, PlannedPCT(plan), coverage=not shrinking, **run_opts)
+            out = run_schedule(concrete, PlannedPCT(plan), coverage=not shrinking, release=True, **run_opts)
         if shrinking:
             result.shrink_runs += 1
             round_shrinks[0] += 1

@@ -27,6 +27,11 @@ checkers' stacks; a run that needs them (it reports, or lockdep would learn
 a fact of ``lock_graph``) is run again in full, so the outcome is always a
 full run's.
 
+``release`` (a search's schedule: nothing looks at the run's state after
+it) frees a copy of a boot image as soon as its run ends without a
+violation (:func:`stress.bootimage.release`), rather than leaving its
+reference cycles to Python's cycle collector.
+
 ``inject_failures`` turns on failure injection for the run
 (``kernel.inject_failures``): allocations and ``dma_map_single`` made by
 the scheduled CPUs are failure points the chooser decides
@@ -174,6 +179,7 @@ async def _attempt(
     inject_failures=False,
     kasan_reported=False,
     coverage=False,
+    release=False,
 ):
     """``(outcome, why)``: one run, or for a fast one that escalated ``(None,
     why)`` (:attr:`Scheduler.escalated`: what it was about to report, or
@@ -188,9 +194,9 @@ async def _attempt(
         if recipe.image:
             key = (recipe.key, checkers, bool(inject_failures), bool(kasan_reported), bool(coverage))
     image = bootimage.find(owner, key) if key is not None else None
-    tracer = cov = None
+    tracer = cov = instances = None
     if image is not None:
-        kernel, state = image(graph)
+        (kernel, state), instances = image(graph)
         cov = next((o for o in kernel.observers if type(o) is Coverage), None)
         sched = Scheduler(kernel, chooser, max_steps=max_steps)
     else:
@@ -224,19 +230,22 @@ async def _attempt(
             _go_fast(kernel, sched, lock_graph is not None)
         await sched.run(bodies)
     _check_unawaited(scenario, caught)
-    if sched.escalated:
-        return None, sched.escalated
-    return Outcome(
-        sched.violation,
-        sched.decisions,
-        sched.points,
-        tracer.entries if tracer else None,
-        sched.fail_points,
-        sched.injected,
-        cov.features if cov is not None else None,
-        cov.hazards if cov is not None else None,
-        cov.hints if cov is not None else None,
-    ), False
+    out = None
+    if not sched.escalated:
+        out = Outcome(
+            sched.violation,
+            sched.decisions,
+            sched.points,
+            tracer.entries if tracer else None,
+            sched.fail_points,
+            sched.injected,
+            cov.features if cov is not None else None,
+            cov.hazards if cov is not None else None,
+            cov.hints if cov is not None else None,
+        )
+    if release and instances is not None and sched.violation is None:
+        bootimage.release(instances)  # the run is over and reported nothing: no one looks at its copy
+    return out, sched.escalated
 
 
 def _go_fast(kernel, sched, shared_graph):

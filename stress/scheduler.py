@@ -229,6 +229,8 @@ class Scheduler:
             except EngineError as exc:
                 self._scenario_error(exc)
                 self._wake_all(_STOP)
+        for cpu in k.cpus:
+            cpu.ctl.task = None  # done: no cycle through the task's context (its current CPU)
         if self.error is not None:
             raise self.error
         if self.violation is None and not self.escalated and await self._alone(k.teardown, "teardown"):

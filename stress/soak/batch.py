@@ -553,7 +553,7 @@ class _Range:
             # fast runs on the batch's own graph (a fresh one per run would escalate each)
             fast = self.keep_graph and runs_fast(chooser, self.escalating)
             rerun = self._put_back() if fast and counted else None
-            out = await run_schedule_async(run_on, chooser, lock_graph=graph, coverage=True, fast=fast, rerun=rerun, **opts)
+            out = await run_schedule_async(run_on, chooser, lock_graph=graph, coverage=True, fast=fast, rerun=rerun, release=True, **opts)
             self.escalating = escalating_after(self.escalating, fast, out)
             self.functions.remember(out.violation is None)
             if guided is not None:
