@@ -86,7 +86,9 @@ _BITS = (IN_HARDIRQ, IN_HARDIRQ_R, HARDIRQ_ON, HARDIRQ_ON_R, IN_SOFTIRQ, IN_SOFT
 # bit -> (state, used_in, read) and back
 _INFO = dict(zip(_BITS, [(s, u, r) for s in (HARDIRQ, SOFTIRQ) for u in (True, False) for r in (False, True)]))
 _BIT = {info: b for b, info in _INFO.items()}
-_USED_IN = tuple(b for b in _BITS if _INFO[b][1])  # get_usage_chars() order: hardirq W, R, softirq W, R
+_USED_IN = tuple(b for b in _BITS if _INFO[b][1])
+# (HARDIRQ-ON, SOFTIRQ-ON) bits of a write (index 0) and of a read (index 1)
+_ENABLED_BITS = tuple((_BIT[HARDIRQ, False, r], _BIT[SOFTIRQ, False, r]) for r in (False, True))  # get_usage_chars() order: hardirq W, R, softirq W, R
 #: how a report's stacks name where a usage bit was set
 _LABEL = {
     IN_HARDIRQ: "in hard-IRQ",
@@ -281,41 +283,42 @@ class Lockdep:
         held = self.held.get(cpu.id)
         if held is None:
             held = self.held[cpu.id] = []
-        ctx = _irq_context(cpu)
+        hardirq, softirq = cpu.hardirq, cpu.softirq
+        ctx = (2 if hardirq else 0) | (1 if softirq else 0)  # _irq_context(cpu)
         if not getattr(lock, "check", True):
-            # lock_acquire(..., check=0, ...): held, nothing validated (rcu_lock_acquire)
+            # lock_acquire(..., check=0, ...): held, nothing validated (rcu_read_lock)
             held.append(_Held(lock, cls, stack, ctx, read, False))
             return
         g = self.graph
         # 1. mark_usage: a trylock is not USED_IN, irqs-on applies to it all the same
-        usage = g.usage.get(cls, _NONE)
         r = read != 0
-        if not trylock:
-            if cpu.hardirq and _BIT[HARDIRQ, True, r] not in usage:
-                self._mark(cpu, cls, _BIT[HARDIRQ, True, r], read, stack, lock)
-            if cpu.softirq and _BIT[SOFTIRQ, True, r] not in usage:
-                self._mark(cpu, cls, _BIT[SOFTIRQ, True, r], read, stack, lock)
-        if cpu.irqs_enabled and not cpu.hardirq:
+        if not trylock and (hardirq or softirq):
             usage = g.usage.get(cls, _NONE)
-            if _BIT[HARDIRQ, False, r] not in usage:
-                self._mark(cpu, cls, _BIT[HARDIRQ, False, r], read, stack, lock)
-            if softirqs_enabled(cpu) and _BIT[SOFTIRQ, False, r] not in usage:
-                self._mark(cpu, cls, _BIT[SOFTIRQ, False, r], read, stack, lock)
-        if not trylock:
+            if hardirq and _BIT[HARDIRQ, True, r] not in usage:
+                self._mark(cpu, cls, _BIT[HARDIRQ, True, r], read, stack, lock)
+            if softirq and _BIT[SOFTIRQ, True, r] not in usage:
+                self._mark(cpu, cls, _BIT[SOFTIRQ, True, r], read, stack, lock)
+        if cpu.irqs_enabled and not hardirq:
+            usage = g.usage.get(cls, _NONE)
+            hardirq_on, softirq_on = _ENABLED_BITS[r]
+            if hardirq_on not in usage:
+                self._mark(cpu, cls, hardirq_on, read, stack, lock)
+            if not cpu.bh and not softirq and softirq_on not in usage:  # softirqs_enabled(cpu)
+                self._mark(cpu, cls, softirq_on, read, stack, lock)
+        if not trylock and held:
             # 2. check_deadlock: read-after-read recursion of one class is allowed
             for h in held:
                 if h.cls == cls and not (read == 2 and h.read):
                     self._recursive(cpu, lock, cls, stack, h)
             # 3. check_prevs_add, once per chain (the key has the read states: hlock_id)
-            if held:
-                same_ctx = tuple((h.cls, h.read) for h in held if h.ctx == ctx and h.check)
-                key = (same_ctx, cls, read)
-                if same_ctx and key not in g.chains:
-                    self._learn()
-                    for h in held:
-                        if h.ctx == ctx and h.check and h.cls != cls:
-                            self._add_edge(cpu, h, cls, read, stack, lock)
-                    g.chains.add(key)
+            same_ctx = tuple([(h.cls, h.read) for h in held if h.ctx == ctx and h.check])
+            key = (same_ctx, cls, read)
+            if same_ctx and key not in g.chains:
+                self._learn()
+                for h in held:
+                    if h.ctx == ctx and h.check and h.cls != cls:
+                        self._add_edge(cpu, h, cls, read, stack, lock)
+                g.chains.add(key)
         held.append(_Held(lock, cls, stack, ctx, read))
 
     def lock_release(self, cpu, lock):

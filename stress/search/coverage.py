@@ -94,7 +94,7 @@ _SCHED_OR_STOP = ("stress.", "trio", "outcome", "hypothesis", "_pytest", "pluggy
 _NOT_DRIVER = ("model.kernel", "model.hw", "model.iommu", "model.workloads", "model.soc")
 # Keyed by id(code), as model.kernel.stacks keys its own (a code object's hash
 # is recomputed on every lookup); _CODES keeps the codes, so an id stays theirs.
-_DRIVER_OF = {}  # id(code) -> function name if a driver's, False if not, None to stop the walk
+_DRIVER_OF = {}  # id(code) -> ("func", its name) if a driver's, False if not, None to stop the walk
 _SITE = {}  # (id(code), f_lasti) -> "function:line" (f_lineno is computed on every read; f_lasti is a field)
 _CODES = []
 _UNSEEN = object()
@@ -110,7 +110,7 @@ def _driver_of(frame):
         elif mod.startswith(_NOT_DRIVER) or mod == "model" or not mod:
             how = False
         else:
-            how = code.co_name
+            how = ("func", code.co_name)  # the feature itself: made once
         _DRIVER_OF[id(code)] = how
         _CODES.append(code)
     return how
@@ -154,23 +154,23 @@ class Coverage:
         (its function counted as reached), or the innermost model frame's
         place when no driver frame is on the stack (the IOMMU core's own)."""
         f = sys._getframe(2)
-        depth = 0
         driver_of = _DRIVER_OF.get
-        while f is not None and depth < 24:
+        for _ in range(24):
+            if f is None:
+                break
             how = driver_of(id(f.f_code), _UNSEEN)
             if how is _UNSEEN:  # first sight (a sentinel: False, not a driver's, == 0)
                 how = _driver_of(f)
             if how is None:
                 break
             if how:
-                self.features.add(("func", how))
+                self.features.add(how)
                 key = (id(f.f_code), f.f_lasti)
                 site = _SITE.get(key)
                 if site is None:
-                    site = _SITE[key] = f"{how}:{f.f_lineno}"
+                    site = _SITE[key] = f"{how[1]}:{f.f_lineno}"
                 return site
             f = f.f_back
-            depth += 1
         stack = model_stack(2, limit=1)  # our frames and plumbing are skipped
         return stack[0] if stack else "?"
 
