@@ -159,9 +159,10 @@ def _await_error(exc):
 class _Ctl:
     """Engine-private state of one CPU task (``cpu.ctl``)."""
 
-    __slots__ = ("task", "parked", "finished", "daemon", "steps", "body", "fresh", "ran", "last_yield", "waitfor")
+    __slots__ = ("task", "parked", "finished", "daemon", "steps", "body", "fresh", "ran", "last_yield", "waitfor", "option")
 
-    def __init__(self, body, daemon):
+    def __init__(self, cpu, body, daemon):
+        self.option = (cpu, None)  # the option "run this CPU" (made once, not at every point)
         self.task = None
         self.parked = False
         self.finished = False
@@ -211,10 +212,10 @@ class Scheduler:
             return
         for body in bodies:
             cpu = k.add_cpu()
-            cpu.ctl = _Ctl(body, False)
+            cpu.ctl = _Ctl(cpu, body, False)
         for name, kind, body, daemon in k.agents:
             cpu = k.add_cpu(kind, name)
-            cpu.ctl = _Ctl(body, daemon)
+            cpu.ctl = _Ctl(cpu, body, daemon)
         for cpu in k.cpus:
             cpu.sched = self
         async with trio.open_nursery() as nursery:
@@ -468,9 +469,9 @@ class Scheduler:
                 b = c.blocked_on
                 if b is None or b.ready():
                     if c is cur:
-                        opts.insert(0, (c, None))  # the running CPU is option 0
+                        opts.insert(0, ctl.option)  # the running CPU is option 0
                     else:
-                        opts.append((c, None))
+                        opts.append(ctl.option)
         pending = self.kernel.irq.pending
         if pending:
             for irq in pending:
