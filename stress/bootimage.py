@@ -32,6 +32,12 @@ decision and byte for byte:
   imaged: that scenario boots every time, as it did before images existed.
   A boot that reported a violation is never imaged.
 
+A search's copy is freed as soon as its run ends without a violation
+(:func:`release`, asked for by ``release=True`` in
+:func:`stress.run.run_schedule_async`): the copy is a web of reference
+cycles that the cycle collector would otherwise find, schedules later, in
+its older generations.
+
 Images live in the process, per graph (a weak reference: they go with
 it); a soak's workers each keep their own.  ``IOMMU_STRESS_BOOT_IMAGES=0``
 turns them off (:data:`ENABLED`), for a bisection that suspects them.
