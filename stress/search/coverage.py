@@ -153,7 +153,10 @@ class Coverage:
         """``function:line`` of the innermost driver frame of the event's caller
         (its function counted as reached), or the innermost model frame's
         place when no driver frame is on the stack (the IOMMU core's own)."""
-        f = sys._getframe(2)
+        # Frame 2, the event's emitter, is a model primitive (Shared's loads
+        # and stores, the DMA API's table accessors, readl/writel): never a
+        # driver's, so the walk starts at its caller, one frame object fewer.
+        f = sys._getframe(3)
         driver_of = _DRIVER_OF.get
         for _ in range(24):
             if f is None:
