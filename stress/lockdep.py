@@ -86,9 +86,9 @@ _BITS = (IN_HARDIRQ, IN_HARDIRQ_R, HARDIRQ_ON, HARDIRQ_ON_R, IN_SOFTIRQ, IN_SOFT
 # bit -> (state, used_in, read) and back
 _INFO = dict(zip(_BITS, [(s, u, r) for s in (HARDIRQ, SOFTIRQ) for u in (True, False) for r in (False, True)]))
 _BIT = {info: b for b, info in _INFO.items()}
-_USED_IN = tuple(b for b in _BITS if _INFO[b][1])
+_USED_IN = tuple(b for b in _BITS if _INFO[b][1])  # get_usage_chars() order: hardirq W, R, softirq W, R
 # (HARDIRQ-ON, SOFTIRQ-ON) bits of a write (index 0) and of a read (index 1)
-_ENABLED_BITS = tuple((_BIT[HARDIRQ, False, r], _BIT[SOFTIRQ, False, r]) for r in (False, True))  # get_usage_chars() order: hardirq W, R, softirq W, R
+_ENABLED_BITS = tuple((_BIT[HARDIRQ, False, r], _BIT[SOFTIRQ, False, r]) for r in (False, True))
 #: how a report's stacks name where a usage bit was set
 _LABEL = {
     IN_HARDIRQ: "in hard-IRQ",
@@ -286,7 +286,7 @@ class Lockdep:
         hardirq, softirq = cpu.hardirq, cpu.softirq
         ctx = (2 if hardirq else 0) | (1 if softirq else 0)  # _irq_context(cpu)
         if not getattr(lock, "check", True):
-            # lock_acquire(..., check=0, ...): held, nothing validated (rcu_read_lock)
+            # lock_acquire(..., check=0, ...): held, nothing validated (rcu_lock_acquire)
             held.append(_Held(lock, cls, stack, ctx, read, False))
             return
         g = self.graph
