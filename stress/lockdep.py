@@ -284,7 +284,7 @@ class Lockdep:
         if held is None:
             held = self.held[cpu.id] = []
         hardirq, softirq = cpu.hardirq, cpu.softirq
-        ctx = (2 if hardirq else 0) | (1 if softirq else 0)  # _irq_context(cpu)
+        ctx = _irq_context(cpu)
         if not getattr(lock, "check", True):
             # lock_acquire(..., check=0, ...): held, nothing validated (rcu_lock_acquire)
             held.append(_Held(lock, cls, stack, ctx, read, False))
@@ -303,7 +303,7 @@ class Lockdep:
             hardirq_on, softirq_on = _ENABLED_BITS[r]
             if hardirq_on not in usage:
                 self._mark(cpu, cls, hardirq_on, read, stack, lock)
-            if not cpu.bh and not softirq and softirq_on not in usage:  # softirqs_enabled(cpu)
+            if softirqs_enabled(cpu) and softirq_on not in usage:
                 self._mark(cpu, cls, softirq_on, read, stack, lock)
         if not trylock and held:
             # 2. check_deadlock: read-after-read recursion of one class is allowed

@@ -109,8 +109,7 @@ class IommuHw:
     @property
     def powered(self):
         """Clocked and in a powered domain: registers respond and the MMU translates."""
-        # self.clks.running, read in place: every register access and DMA asks
-        return self.clks.core.enable_count > 0 and (self.power_domain is None or self.power_domain.on)
+        return self.clks.running and (self.power_domain is None or self.power_domain.on)
 
     def power_off(self):
         """Its power domain went off (``model.kernel.genpd``): every register
