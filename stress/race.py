@@ -285,7 +285,7 @@ class RaceDetector:
             return
         tid = self._tid(cpu)
         vc = self._clock(tid)
-        label = cpu.name + _SUFFIX[tid[1]]  # repr(cpu), without a call
+        label = f"{cpu!r}{_SUFFIX[tid[1]]}"
         w = st.write
         if w is not None and w[0] != tid and w[1] > vc.get(w[0], 0):
             now = ("write" if is_write else "read", label, model_stack(2), is_write)
@@ -323,7 +323,7 @@ class RaceDetector:
             for t, (e, label, stack) in st.reads.items():
                 hist.append((t, e, False, 0, label, stack, None))
             st.write, st.reads = None, {}
-        label = cpu.name + _SUFFIX[tid[1]]  # repr(cpu), without a call
+        label = f"{cpu!r}{_SUFFIX[tid[1]]}"
         stack = model_stack(2) if not self.lazy_stacks else ()
         kind = _kind(is_write, marked)
         keep = []
