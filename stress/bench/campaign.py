@@ -181,7 +181,7 @@ def throughput(quick=False):
         "points_per_s_pct": pts,
         "points_per_s_random": pts_r,
     }
-    figures.update(bench_workload(quick, pts))
+    figures.update(bench_workload(quick))
     return figures
 
 

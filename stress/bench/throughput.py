@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import time
+from statistics import median
 
 import outcome
 import trio
@@ -109,7 +110,7 @@ def run_bench(quick=False):
     figures["points_per_s_pct"] = pts
     figures["points_per_s_random"] = pts_r
     figures["engine_vs_raw"] = figures["points_per_s_pct"] / figures["raw_handoffs_per_s"]
-    figures.update(bench_workload(quick, figures["points_per_s_pct"]))
+    figures.update(bench_workload(quick))
     figures.update(bench_soak(quick))
     return figures
 
@@ -126,34 +127,51 @@ def workload_rate(cfg, n):
     return elapsed / n, result.points / n
 
 
-def bench_workload(quick, bare_points_per_s):
-    """Points/s and schedules/s of a representative driver mix, every checker on.
+def bench_workload(quick):
+    """Points/s and schedules/s of a representative driver mix, every checker
+    on, and what the model costs per point against the bare engine.
 
     4 CPUs running map/unmap/attach/suspend/resume/DMA on ``vsi-fixed``;
-    ``model_cost_per_point`` is the bare engine's points/s (measured in the
-    same run) over this one's: how much the full model costs per point.
-    Every schedule also boots and tears down a machine (probe, domains,
-    release: many events, five points); ``boot_ms_per_schedule`` measures that
-    with empty programs (the boot is a copy of a boot image, as in every
-    search: :mod:`stress.bootimage`), ``boot_ms_per_schedule_no_images``
-    with a real boot each time, and ``model_cost_per_point_after_boot``
-    leaves it out.
+    ``model_cost_per_point`` is the bare engine's points/s (:func:`lock_loop`
+    under PCT, lockdep and the race checker on) over this one's: how much
+    the full model costs per point.  Every schedule also boots and tears
+    down a machine (probe, domains, release: many events, five points);
+    ``boot_ms_per_schedule`` measures that with empty programs (the boot is
+    a copy of a boot image, as in every search: :mod:`stress.bootimage`),
+    ``boot_ms_per_schedule_no_images`` with a real boot each time, and
+    ``model_cost_per_point_after_boot`` leaves it out.
+
+    The two sides of a ratio run in alternation, a round of each at a time
+    (:data:`ROUNDS`), and a ratio is the median of its rounds': measured
+    minutes apart, a shared machine's drift lands in one side only.
     """
-    n = 30 if quick else 300
-    per_schedule, points = workload_rate(workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"]), n)
+    rounds = 1 if quick else ROUNDS
+    n = 30 if quick else 100
+    mix = workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"])
     empty = dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)])
-    boot, boot_points = workload_rate(empty, n)
+    bare_scen = lock_loop(200 if quick else 2_000)
+    per_round = []
+    for _ in range(rounds):
+        bare, _ = _points_per_s(bare_scen, "pct", 5 if quick else 7)
+        per_schedule, points = workload_rate(mix, n)
+        boot, boot_points = workload_rate(empty, n)
+        per_round.append((bare, per_schedule, points, boot, boot_points))
     with bootimage.disabled():
         real_boot, _ = workload_rate(empty, n)
-    after_boot = (points - boot_points) / max(per_schedule - boot, 1e-9)
+    per_schedule = sum(r[1] for r in per_round) / rounds
+    points = sum(r[2] for r in per_round) / rounds
     return {
         "workload_points_per_s": points / per_schedule,
         "workload_schedules_per_s": 1 / per_schedule,
-        "model_cost_per_point": bare_points_per_s / (points / per_schedule),
-        "boot_ms_per_schedule": boot * 1000,
+        "model_cost_per_point": median([bare / (pts / per) for bare, per, pts, _, _ in per_round]),
+        "boot_ms_per_schedule": sum(r[3] for r in per_round) / rounds * 1000,
         "boot_ms_per_schedule_no_images": real_boot * 1000,
-        "model_cost_per_point_after_boot": bare_points_per_s / after_boot,
+        "model_cost_per_point_after_boot": median([bare / ((pts - bpts) / max(per - boot, 1e-9)) for bare, per, pts, boot, bpts in per_round]),
     }
+
+
+#: rounds of each side of :func:`bench_workload`'s ratios (one with ``--quick``)
+ROUNDS = 3
 
 
 def bench_soak(quick):
