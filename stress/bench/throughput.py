@@ -127,6 +127,10 @@ def workload_rate(cfg, n):
     return elapsed / n, result.points / n
 
 
+#: rounds of each side of :func:`bench_workload`'s ratios (one with ``--quick``)
+ROUNDS = 3
+
+
 def bench_workload(quick):
     """Points/s and schedules/s of a representative driver mix, every checker
     on, and what the model costs per point against the bare engine.
@@ -142,8 +146,9 @@ def bench_workload(quick):
     ``model_cost_per_point_after_boot`` leaves it out.
 
     The two sides of a ratio run in alternation, a round of each at a time
-    (:data:`ROUNDS`), and a ratio is the median of its rounds': measured
-    minutes apart, a shared machine's drift lands in one side only.
+    (:data:`ROUNDS`), and a ratio is the median of its rounds' (measured
+    once each, minutes apart, a shared machine's drift would land in one
+    side only).
     """
     rounds = 1 if quick else ROUNDS
     n = 30 if quick else 100
@@ -168,10 +173,6 @@ def bench_workload(quick):
         "boot_ms_per_schedule_no_images": real_boot * 1000,
         "model_cost_per_point_after_boot": median([bare / ((pts - bpts) / max(per - boot, 1e-9)) for bare, per, pts, boot, bpts in per_round]),
     }
-
-
-#: rounds of each side of :func:`bench_workload`'s ratios (one with ``--quick``)
-ROUNDS = 3
 
 
 def bench_soak(quick):
