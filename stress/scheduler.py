@@ -65,6 +65,7 @@ from model.kernel.core import NULL_SCHED, Cpu, ModelBug, model_stack, set_curren
 from model.kernel.stacks import coro_stack, traceback_stack
 from model.kernel.core import _current as _current_var
 
+from .cputasks import borrow
 from .errors import EngineError, ScenarioError
 from .splat import (
     complete_splat,
@@ -102,6 +103,10 @@ def _failure_stack(call, stack):
     if stack and func(stack[0]) == name:
         return list(stack)
     return [name, *stack]
+
+
+def _run_to_the_end(_):
+    return trio.lowlevel.Abort.FAILED
 
 
 def _reset_current(token):
@@ -195,6 +200,9 @@ class Scheduler:
         self.injected = []  # each failure injected: {call, result, cpu, op, where, point, stack}
         self.fast = False  # a fast run (stress.run): the checkers keep no stacks; a report escalates
         self.escalated = False  # a fast run that needs its stacks (run again in full): why (escalate)
+        self.fatal = None  # a BaseException a CPU raised (not a finding, not a scenario's error): raised by run()
+        self._left = 0  # CPUs of the run not ended yet
+        self._joining = None  # the task waiting in _join() for the last of them
         kernel.report = self.report
 
     # -- running one schedule -------------------------------------------------
@@ -218,20 +226,26 @@ class Scheduler:
             cpu.ctl = _Ctl(cpu, body, daemon)
         for cpu in k.cpus:
             cpu.sched = self
-        async with trio.open_nursery() as nursery:
-            for cpu in k.cpus:
-                nursery.start_soon(self._cpu_main, cpu)
-            while not all(c.ctl.parked for c in k.cpus):
-                await trio.sleep(0)
-            try:
-                self._first()
-            except Stop:
-                pass
-            except EngineError as exc:
-                self._scenario_error(exc)
-                self._wake_all(_STOP)
+        for cpu, t in zip(k.cpus, await borrow([(cpu, self._cpu_main) for cpu in k.cpus])):
+            cpu.ctl.task = t.task
+            cpu.ctl.parked = True  # in its first park: runs when chosen
+        self._left = len(k.cpus)
+        try:
+            self._first()
+        except Stop:
+            pass
+        except EngineError as exc:
+            self._scenario_error(exc)
+            self._wake_all(_STOP)
+        except BaseException:  # the tool is broken: its CPUs end before it says so
+            self._wake_all(_STOP)
+            await self._join()
+            raise
+        await self._join()
         for cpu in k.cpus:
-            cpu.ctl.task = None  # done: no cycle through the task's context (its current CPU)
+            cpu.ctl.task = None  # done: the borrowed task is another schedule's next
+        if self.fatal is not None:
+            raise self.fatal
         if self.error is not None:
             raise self.error
         if self.violation is None and not self.escalated and await self._alone(k.teardown, "teardown"):
@@ -287,12 +301,20 @@ class Scheduler:
         nxt, irq = opts[self._choose(None, opts) if len(opts) > 1 else self._only(opts)]
         self._wake(nxt, irq)
 
-    async def _cpu_main(self, cpu):
-        set_current(cpu)
+    async def _join(self):
+        """Wait until every CPU of the run has ended (the last one wakes us)."""
+        if self._left:
+            self._joining = trio.lowlevel.current_task()
+            # Not cancellable half-way: a run ends on its own (max_steps bounds
+            # it) and its CPUs must be idle again before anything else runs.
+            await trio.lowlevel.wait_task_rescheduled(_run_to_the_end)
+            self._joining = None
+
+    async def _cpu_main(self, cpu, cmd):
+        """A CPU's job (:mod:`stress.cputasks`): ``cmd`` is what its first
+        wake-up said (run its body, take an interrupt first, or stop)."""
         ctl = cpu.ctl
-        ctl.task = trio.lowlevel.current_task()
         try:
-            cmd = await self._park(cpu)
             await self._obey(cpu, cmd)
             if self.trace is not None:
                 self.trace.begin(cpu)
@@ -318,10 +340,19 @@ class Scheduler:
                 self._scenario_error(err)
             else:
                 self._crash(cpu, exc)
+        except trio.Cancelled:  # the Trio run is over (stress.cputasks)
+            raise
+        except BaseException as exc:  # SystemExit and the like: stop the run, raised by run()
+            if self.fatal is None:
+                self.fatal = exc
+            self.stopping = True
         finally:
             ctl.finished = True
             if self.stopping:
                 self._wake_all(_STOP)
+            self._left -= 1
+            if not self._left and self._joining is not None:
+                trio.lowlevel.reschedule(self._joining)
 
     def _scenario_error(self, err):
         """Stop every CPU, as a violation does; :meth:`run` raises ``err`` at the end."""

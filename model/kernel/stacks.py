@@ -102,7 +102,7 @@ _LINE = object()  # shown with its file and line
 _HOW = {}
 _CODES = []
 
-_SCHED_MODULES = frozenset({"stress.scheduler"})
+_SCHED_MODULES = frozenset({"stress.scheduler", "stress.cputasks"})
 _STOP_MODULES = frozenset({"stress.engine", "stress.run"})
 _STOP_PREFIXES = ("trio", "outcome", "hypothesis", "_pytest", "pluggy")
 _SKIP_PREFIXES = ("stress.lockdep", "stress.race", "stress.trace", "stress.oracles", "stress.checkers", "stress.search")
