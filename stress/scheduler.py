@@ -12,6 +12,9 @@ chooser for one and records the index (the decision):
 
 A point with a single option records nothing.  Keeping the current CPU is a
 plain function return; only a real switch pays for a Trio park/reschedule.
+The CPUs' Trio tasks are borrowed for the run from those its Trio run
+keeps (:mod:`stress.cputasks`): which task runs which CPU is no part of a
+schedule.
 
 A CPU waiting for a lock is parked with ``cpu.blocked_on`` set: it is not
 runnable until the lock is handed to it (locks serve their waiters in FIFO
