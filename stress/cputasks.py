@@ -12,7 +12,10 @@ holds nothing of the schedule it ran (its job, its current CPU).  Trio runs
 them as system tasks (``spawn_system_task``): they live until the Trio run
 ends, when they are cancelled while idle.  A job must not let an exception
 out (:meth:`stress.scheduler.Scheduler.run` gives them one that does not):
-one that did would crash the Trio run (``TrioInternalError``).
+one that did would crash the Trio run (``TrioInternalError``).  Their
+context variables are those of the Trio run's start (a system task's),
+not those of the task that runs the schedule; the model's own, the CPU
+``current()`` runs on, is set for each job.
 """
 
 from __future__ import annotations
