@@ -14,6 +14,7 @@ from stress.choosers import pct_chooser
 from stress.cputasks import _POOL
 from stress.engine import explore
 from stress.errors import ScenarioError
+from stress.examples import abba
 from stress.run import run_schedule_async
 
 
@@ -26,24 +27,6 @@ def _counter(kernel, cpus=2):
         spin_unlock(lock)
 
     return [body] * cpus
-
-
-def _abba(kernel):
-    a, b = SpinLock("A"), SpinLock("B")
-
-    async def ab():
-        await spin_lock(a)
-        await spin_lock(b)
-        spin_unlock(b)
-        spin_unlock(a)
-
-    async def ba():
-        await spin_lock(b)
-        await spin_lock(a)
-        spin_unlock(a)
-        spin_unlock(b)
-
-    return [ab, ba]
 
 
 def _not_async(kernel):
@@ -81,7 +64,7 @@ async def _run_many(scenarios):
 
 
 def test_tasks_are_kept_across_schedules_and_come_back_after_every_ending():
-    scenarios = [_counter, _abba, _not_async, _exits, lambda k: _counter(k, 4), _counter, _abba]
+    scenarios = [_counter, abba, _not_async, _exits, lambda k: _counter(k, 4), _counter, abba]
     seen, size, idle = trio.run(_run_many, scenarios)
     assert seen[2] == "ScenarioError" and seen[3] == "_Exit"
     assert seen[0] is None and seen[5] is None
@@ -127,7 +110,7 @@ def test_a_cpu_body_sees_its_own_cpu_as_current():
 def test_the_same_search_twice_gives_the_same_schedules():
     # the second search in a Trio run of its own borrows tasks spawned afresh;
     # a schedule never depends on which Trio task runs which CPU
-    a = explore(_abba, strategy="pct", schedules=40, seed=3, shrink=False, keep_going=True)
-    b = explore(_abba, strategy="pct", schedules=40, seed=3, shrink=False, keep_going=True)
+    a = explore(abba, strategy="pct", schedules=40, seed=3, shrink=False, keep_going=True)
+    b = explore(abba, strategy="pct", schedules=40, seed=3, shrink=False, keep_going=True)
     assert a.violations and [v.report for v in a.violations] == [v.report for v in b.violations]
     assert a.points == b.points
