@@ -108,10 +108,6 @@ def _failure_stack(call, stack):
     return [name, *stack]
 
 
-def _run_to_the_end(_):
-    return trio.lowlevel.Abort.FAILED
-
-
 def _reset_current(token):
     _current_var.reset(token)
 
@@ -305,13 +301,23 @@ class Scheduler:
         self._wake(nxt, irq)
 
     async def _join(self):
-        """Wait until every CPU of the run has ended (the last one wakes us)."""
+        """Wait until every CPU of the run has ended (the last one wakes us).
+
+        Ctrl-C, or a cancellation of the task that runs the schedule, comes
+        here: the CPU tasks are Trio system tasks, shielded from
+        ``KeyboardInterrupt``, which Trio then raises in the main task.  The
+        run stops (each CPU ends at its next point, as after a violation)
+        and the exception is raised at once.
+        """
         if self._left:
             self._joining = trio.lowlevel.current_task()
-            # Not cancellable half-way: a run ends on its own (max_steps bounds
-            # it) and its CPUs must be idle again before anything else runs.
-            await trio.lowlevel.wait_task_rescheduled(_run_to_the_end)
-            self._joining = None
+            await trio.lowlevel.wait_task_rescheduled(self._interrupted)
+
+    def _interrupted(self, raise_cancel):
+        self._joining = None  # the CPUs end on their own, nobody waits for them
+        self.stopping = True
+        self._wake_all(_STOP)
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def _cpu_main(self, cpu, cmd):
         """A CPU's job (:mod:`stress.cputasks`): ``cmd`` is what its first
@@ -356,6 +362,7 @@ class Scheduler:
             self._left -= 1
             if not self._left and self._joining is not None:
                 trio.lowlevel.reschedule(self._joining)
+                self._joining = None
 
     def _scenario_error(self, err):
         """Stop every CPU, as a violation does; :meth:`run` raises ``err`` at the end."""

@@ -6,6 +6,8 @@ exception that is not a finding), carry nothing of the run they ran, and
 never change what a schedule does.
 """
 
+import signal
+
 import pytest
 import trio
 
@@ -114,3 +116,34 @@ def test_the_same_search_twice_gives_the_same_schedules():
     b = explore(abba, strategy="pct", schedules=40, seed=3, shrink=False, keep_going=True)
     assert a.violations and [v.report for v in a.violations] == [v.report for v in b.violations]
     assert a.points == b.points
+
+
+def test_ctrl_c_in_a_cpu_body_stops_the_search_at_once_as_a_keyboard_interrupt():
+    # The CPU tasks are Trio system tasks (shielded from KeyboardInterrupt):
+    # Trio raises it in the task that runs the schedule, which must stop the
+    # run there, not after the search's last schedule.
+    steps = []
+
+    def scenario(kernel):
+        cell = Shared("c", 0)
+
+        async def body():
+            signal.raise_signal(signal.SIGINT)
+            for i in range(2000):
+                steps.append(i)
+                await cell.store(i)
+
+        async def other():
+            for _ in range(2000):
+                await cell.load()
+
+        return [body, other]
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # Trio's own KI handling, as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            explore(scenario, strategy="pct", schedules=20, seed=0, shrink=False, checkers=[])  # nothing to find
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert len(steps) < 100  # of the 40,000 the search would run
+    assert not explore(_counter, strategy="pct", schedules=5, seed=0).found  # the next search runs as usual
