@@ -70,6 +70,7 @@ def test_tasks_are_kept_across_schedules_and_come_back_after_every_ending():
     seen, size, idle = trio.run(_run_many, scenarios)
     assert seen[2] == "ScenarioError" and seen[3] == "_Exit"
     assert seen[0] is None and seen[5] is None
+    assert seen[1] == seen[6] == "lock-inversion"  # a run that a violation ended
     assert size == 4  # the most CPUs any schedule had: spawned once each
     assert idle == size  # every one idle again: none stuck in a schedule that ended
 
