@@ -30,24 +30,26 @@ __all__ = ["CpuTask", "borrow"]
 class CpuTask:
     """A Trio task that runs one CPU's job per schedule.
 
-    Idle, it is parked; the first ``reschedule(task, Value(cmd))`` after
-    :func:`borrow` runs ``job(cpu, cmd)``, with ``current()`` the job's CPU,
-    and the task is idle again when the job returns.
+    Between jobs it is parked (``parked``); the first ``reschedule(task,
+    Value(cmd))`` after :func:`borrow` runs ``job(cpu, cmd)``, with
+    ``current()`` the job's CPU, and the task is idle again when the job
+    returns.
     """
 
-    __slots__ = ("task", "job", "cpu")
+    __slots__ = ("task", "job", "cpu", "parked")
 
-    def __init__(self):
+    def __init__(self, cpu, job):
         self.task = None
-        self.job = None  # async fn(cpu, cmd): set by borrow(), cleared when it starts
-        self.cpu = None  # the job's CPU (``current()`` while it runs)
+        self.job = job  # async fn(cpu, cmd): set by borrow(), cleared when it starts
+        self.cpu = cpu  # the job's CPU (``current()`` while it runs)
+        self.parked = False  # waiting for its job's first command
 
 
 class _Pool:
     __slots__ = ("idle", "size")
 
     def __init__(self):
-        self.idle = []  # parked tasks, the last parked last
+        self.idle = []  # tasks parked without a job
         self.size = 0  # tasks spawned
 
 
@@ -59,11 +61,13 @@ def _abort_idle(_):
 
 
 async def _serve(me, idle):
+    """A CPU task's life: spawned with its first job, idle after each."""
     me.task = trio.lowlevel.current_task()
     try:
         while True:
-            idle.append(me)  # and parked at once: no other task runs in between
+            me.parked = True
             cmd = await trio.lowlevel.wait_task_rescheduled(_abort_idle)
+            me.parked = False
             job, me.job = me.job, None
             token = _current_var.set(me.cpu)
             try:
@@ -71,6 +75,7 @@ async def _serve(me, idle):
             finally:
                 _current_var.reset(token)
                 me.cpu = job = None  # nothing of the schedule stays with an idle task
+            idle.append(me)
     except trio.Cancelled:
         return
 
@@ -80,8 +85,10 @@ async def borrow(jobs):
     each to run ``job(cpu, cmd)`` (``current()`` is ``cpu``) when it is
     first rescheduled with ``cmd``.
 
-    Tasks spawned for the purpose are waited for until they are parked
-    (the first schedule of a run, or one with more CPUs than any before).
+    Idle tasks are taken first; a task spawned for the rest (the first
+    schedule of a run, one with more CPUs than any before, or one beside
+    another schedule running in the same Trio run) starts with its job and
+    is waited for until it is parked.
     """
     try:
         pool = _POOL.get()
@@ -89,14 +96,18 @@ async def borrow(jobs):
         pool = _Pool()
         _POOL.set(pool)
     idle = pool.idle
-    while pool.size < len(jobs):
-        trio.lowlevel.spawn_system_task(_serve, CpuTask(), idle, name="iommu-stress cpu")
-        pool.size += 1
-    while len(idle) < len(jobs):
-        await trio.sleep(0)
     out = []
+    fresh = False
     for cpu, job in jobs:
-        t = idle.pop()
-        t.cpu, t.job = cpu, job
+        if idle:
+            t = idle.pop()
+            t.cpu, t.job = cpu, job
+        else:
+            t = CpuTask(cpu, job)
+            trio.lowlevel.spawn_system_task(_serve, t, idle, name="iommu-stress cpu")
+            pool.size += 1
+            fresh = True
         out.append(t)
+    while fresh and not all(t.parked for t in out):
+        await trio.sleep(0)
     return out

@@ -148,3 +148,22 @@ def test_ctrl_c_in_a_cpu_body_stops_the_search_at_once_as_a_keyboard_interrupt()
         signal.signal(signal.SIGINT, old)
     assert len(steps) < 100  # of the 40,000 the search would run
     assert not explore(_counter, strategy="pct", schedules=5, seed=0).found  # the next search runs as usual
+
+
+def test_two_schedules_in_one_trio_run_at_once_each_get_their_own_tasks():
+    # e.g. a pytest-trio test that runs two schedules in a nursery: neither
+    # waits for the other's tasks to come back
+    async def main():
+        outs = []
+
+        async def one(i):
+            outs.append(await run_schedule_async(_counter, pct_chooser(0, i, 3, 50), release=True))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, 0)
+            nursery.start_soon(one, 1)
+        return outs, _POOL.get().size, len(_POOL.get().idle)
+
+    outs, size, idle = trio.run(main)
+    assert [o.kind for o in outs] == [None, None]
+    assert size == idle == 4
