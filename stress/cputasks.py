@@ -2,15 +2,19 @@
 
 A schedule runs each CPU (and agent) in a Trio task of its own.  Spawning a
 task, opening a nursery for them and waiting for each to reach its first
-park costs as much as a few dozen preemption points, paid again by every
-schedule; so a Trio run keeps its CPU tasks (:class:`trio.lowlevel.RunVar`)
-and a schedule borrows them (:func:`borrow`).
+park costs about as much as twenty preemption points (0.2 ms), paid
+again by every schedule; so a Trio run keeps its CPU tasks
+(:class:`trio.lowlevel.RunVar`) and a schedule borrows them
+(:func:`borrow`).
 
 What the tasks are is not part of a schedule: exactly one CPU runs at a
 time, each runs only when the scheduler reschedules it, and an idle task
 holds nothing of the schedule it ran (its job, its current CPU).  Trio runs
 them as system tasks (``spawn_system_task``): they live until the Trio run
-ends, when they are cancelled while idle.  A job must not let an exception
+ends, when they are cancelled while idle.  Like every system task they
+are shielded from ``KeyboardInterrupt``: Trio raises it in the main task,
+and the scheduler waiting for the CPUs stops them then
+(:meth:`stress.scheduler.Scheduler._join`).  A job must not let an exception
 out (:meth:`stress.scheduler.Scheduler.run` gives them one that does not):
 one that did would crash the Trio run (``TrioInternalError``).  Their
 context variables are those of the Trio run's start (a system task's),
