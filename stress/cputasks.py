@@ -69,6 +69,8 @@ async def _serve(me, idle):
     me.task = trio.lowlevel.current_task()
     try:
         while True:
+            if me.job is None:
+                idle.append(me)
             me.parked = True
             cmd = await trio.lowlevel.wait_task_rescheduled(_abort_idle)
             me.parked = False
@@ -79,7 +81,6 @@ async def _serve(me, idle):
             finally:
                 _current_var.reset(token)
                 me.cpu = job = None  # nothing of the schedule stays with an idle task
-            idle.append(me)
     except trio.Cancelled:
         return
 
@@ -112,6 +113,13 @@ async def borrow(jobs):
             pool.size += 1
             fresh = True
         out.append(t)
-    while fresh and not all(t.parked for t in out):
-        await trio.sleep(0)
+    try:
+        while fresh and not all(t.parked for t in out):
+            await trio.sleep(0)
+    except BaseException:  # cancelled (or Ctrl-C) before the schedule began: give them back
+        for t in out:
+            t.cpu = t.job = None
+            if t.parked:
+                idle.append(t)  # a fresh one not parked yet goes idle when it starts
+        raise
     return out

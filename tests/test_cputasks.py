@@ -167,3 +167,17 @@ def test_two_schedules_in_one_trio_run_at_once_each_get_their_own_tasks():
     outs, size, idle = trio.run(main)
     assert [o.kind for o in outs] == [None, None]
     assert size == idle == 4
+
+
+def test_a_schedule_cancelled_while_its_tasks_start_gives_them_back():
+    async def main():
+        with trio.CancelScope() as scope:
+            scope.cancel()  # cancelled before borrow's first wait for its fresh tasks
+            await run_schedule_async(_counter, pct_chooser(0, 0, 3, 50), release=True)
+        await trio.sleep(0)  # the fresh tasks start, and go idle
+        out = await run_schedule_async(lambda k: _counter(k, 3), pct_chooser(0, 1, 3, 50), release=True)
+        return scope.cancelled_caught, out.kind, _POOL.get().size, len(_POOL.get().idle)
+
+    caught, kind, size, idle = trio.run(main)
+    assert caught and kind is None
+    assert size == idle == 3  # the two given back, one more for the third CPU
