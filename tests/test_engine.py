@@ -249,3 +249,47 @@ def test_a_find_whose_cited_priors_teach_another_path_replays_on_every_teacher()
     assert len(prior) > 2 and prior == sorted(prior) and prior[-1] < 6
     again = replay_report(v.report, trace=False)
     assert again.kind == v.kind and again.violation["message"] == v.message
+
+
+# -- observers ------------------------------------------------------------------------
+
+
+def test_attach_hooks_every_hook_an_observer_has_however_it_has_it():
+    """``kernel.attach`` looks hooks up once per class; what an instance sets,
+    a ``None`` hook, a slot left unset and ``__getattr__`` still count as
+    ``getattr`` would have them."""
+    from model.kernel import Kernel
+
+    seen = []
+
+    class OnClass:
+        def access(self, *a):
+            seen.append("class")
+
+        lock_acquire = None  # off
+
+    class Slotted:
+        __slots__ = ("irqs", "bh")
+
+    class Dynamic:
+        def __getattr__(self, name):
+            if name == "free":
+                return lambda *a: seen.append("dynamic")
+            raise AttributeError(name)
+
+    k = Kernel()
+    on_class, own = OnClass(), OnClass()
+    own.mmio = lambda *a: seen.append("instance")
+    slotted = Slotted()
+    slotted.irqs = lambda *a: seen.append("slot")  # bh stays unset
+    for obs in (on_class, own, slotted, Dynamic()):
+        k.attach(obs)
+    for name in ("access", "mmio", "irqs", "free"):
+        for fn in getattr(k.hooks, name):
+            fn()
+    assert seen == ["class", "class", "instance", "slot", "dynamic"]
+    assert k.hooks.lock_acquire == [] and k.hooks.bh == []
+    # a second instance of the class (the cached path) without the instance's hook
+    k2 = Kernel()
+    k2.attach(OnClass())
+    assert len(k2.hooks.access) == 1 and k2.hooks.mmio == []

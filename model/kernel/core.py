@@ -68,6 +68,29 @@ class _Hooks:
             setattr(self, name, [])
 
 
+_HOOKS_OF = {}  # class -> the names of HOOKS found on it (or HOOKS: it has __getattr__)
+
+
+def _hook_names(observer):
+    """The names of :data:`HOOKS` that ``observer`` may implement, in that
+    order: those its class has, and those set on the instance.  A miss of
+    ``getattr`` raises and catches an AttributeError inside, so an observer
+    attached every schedule (a scenario without a boot image) is looked up
+    once per class, not once per hook."""
+    cls = type(observer)
+    names = _HOOKS_OF.get(cls)
+    if names is None:
+        dynamic = any("__getattr__" in vars(c) for c in cls.__mro__[:-1])
+        names = _HOOKS_OF[cls] = HOOKS if dynamic else tuple(n for n in HOOKS if hasattr(cls, n))
+    own = getattr(observer, "__dict__", None)
+    if own and names is not HOOKS and not _HOOK_SET.isdisjoint(own):
+        names = tuple(n for n in HOOKS if n in names or n in own)
+    return names
+
+
+_HOOK_SET = frozenset(HOOKS)
+
+
 class Kernel:
     """One simulated machine.
 
@@ -126,10 +149,11 @@ class Kernel:
     def attach(self, observer):
         """Attach an observer: each of its methods named after a hook is called."""
         self.observers.append(observer)
-        for name in HOOKS:
+        hooks = self.hooks
+        for name in _hook_names(observer):
             fn = getattr(observer, name, None)
             if fn is not None:
-                getattr(self.hooks, name).append(fn)
+                getattr(hooks, name).append(fn)
 
     def warn(self, message):
         """WARN_ON(): report an ``assertion`` through the engine."""
