@@ -4,6 +4,9 @@
   driver workload's schedules/s and the model's cost per point, the soak's
   speed-up); :func:`run_bench`, :func:`raw_handoffs_per_s` and
   :func:`lock_loop` are importable from here as they always were.
+* ``bench --instructions``: the same programs' costs counted in
+  instructions under Valgrind, the machine's noise left out
+  (:mod:`.instructions`).
 * ``bench --campaign``: every zoo bug and every vsi-mainline finding under
   every strategy over many seeds (:mod:`.campaign`, from :mod:`.bugs`,
   :mod:`.arms`, :mod:`.job`, :mod:`.stats`; shown by :mod:`.tables` and

@@ -162,10 +162,13 @@ def throughput(quick=False):
     ``hunt --driver vsi-fixed`` runs, the default workload under PCT (seed
     0, every checker; nothing to find); ``model_cost_per_point`` and the
     rest as ``iommu-stress bench`` defines them
-    (:func:`stress.bench.throughput.bench_workload`).
+    (:func:`stress.bench.throughput.bench_workload`); on a machine with
+    valgrind (not with ``quick``), the instruction counts of ``bench
+    --instructions`` too (:mod:`stress.bench.instructions`).
     """
     from .. import bootimage
     from ..workload import workload_config
+    from .instructions import instruction_figures, valgrind
     from .throughput import bench_workload, engine_points_per_s, workload_rate
 
     raw, pts, pts_r = engine_points_per_s(quick)
@@ -182,6 +185,8 @@ def throughput(quick=False):
         "points_per_s_random": pts_r,
     }
     figures.update(bench_workload(quick))
+    if not quick and valgrind() is not None:  # the same costs in instructions: the machine's noise left out
+        figures.update(instruction_figures())
     return figures
 
 

@@ -36,6 +36,12 @@ def add_parser(sub):
         "exhaustive), one search per seed: found in how many seeds, schedules and seconds to the first find; "
         "and the throughput of the default workload",
     )
+    b.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions under valgrind instead of timing: per point and per schedule of the bench's programs, "
+        "and the model's cost per point in instructions (the same on any machine, to 0.01%%; 1-2 minutes)",
+    )
     b.add_argument("--seeds", type=_positive_int, default=None, help="--campaign: seeds 0..N-1 per bug and strategy (default 10)")
     b.add_argument(
         "--budget",
@@ -105,15 +111,20 @@ _budget.__name__ = "budget"
 
 
 def cmd_bench(args):
+    if args.campaign and args.instructions:
+        raise UsageError("--instructions counts the throughput programs: it does not go with --campaign")
     if args.campaign:
         return _cmd_campaign(args)
     for flag, value in (("--seeds", args.seeds), ("--budget", args.budget), ("--workers", args.workers), ("--bugs", args.bugs),
                         ("--strategies", args.strategies), ("--from", args.from_json), ("--write-readme", args.write_readme)):
         if value is not None:
             raise UsageError(f"{flag} needs --campaign")
-    from . import run_bench
+    if args.instructions:
+        figures = _instructions(args.quick)
+    else:
+        from . import run_bench
 
-    figures = run_bench(quick=args.quick)
+        figures = run_bench(quick=args.quick)
     if args.json is not None:
         _write_json(args.json, figures)
     if args.json is None or args.json != "-":
@@ -126,6 +137,17 @@ def cmd_bench(args):
             table.add_row(k, f"{v:,.1f}" if isinstance(v, float) else str(v))
         _print_rich(table)
     return 0
+
+
+def _instructions(quick):
+    from .instructions import PROGRAMS, instruction_figures, valgrind
+
+    if valgrind() is None:
+        raise UsageError("--instructions needs valgrind, which is not on PATH (Debian, Ubuntu: apt install valgrind)")
+    runs = sum(2 for full, short in PROGRAMS.values() if (short if quick else full))
+    print(f"iommu-stress: bench: counting instructions under valgrind ({runs} runs, {'half a minute' if quick else 'a minute or two'}) ...",
+          file=sys.stderr, flush=True)
+    return instruction_figures(quick, note=lambda line: print(f"iommu-stress: {line}", file=sys.stderr, flush=True))
 
 
 def _write_json(path, data):

@@ -31,6 +31,12 @@ THROUGHPUT = (
     ("model_cost_per_point_after_boot", "model cost per point, boot and teardown left out", "x{:.1f}"),
     ("boot_ms_per_schedule", "boot (from its image) and teardown per schedule (ms)", "{:.2f}"),
     ("boot_ms_per_schedule_no_images", "boot and teardown per schedule, booting each time (ms)", "{:.2f}"),
+    # counted under valgrind (stress.bench.instructions), when the machine has it
+    ("default_workload_instructions_per_schedule", "default workload: instructions per schedule (valgrind)", "{:,.0f}"),
+    ("bare_engine_instructions_per_point", "bare engine: instructions per point (valgrind)", "{:,.0f}"),
+    ("workload_instructions_per_point", "driver mix: instructions per point (valgrind)", "{:,.0f}"),
+    ("model_cost_per_point_instructions", "model cost per point in instructions (valgrind)", "x{:.2f}"),
+    ("model_cost_per_point_after_boot_instructions", "the same, boot and teardown left out (valgrind)", "x{:.2f}"),
 )
 
 

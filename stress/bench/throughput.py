@@ -26,7 +26,17 @@ from .. import bootimage
 from ..engine import explore
 from ..workload import DEFAULT_WORKLOAD, driver_scenario, workload_config
 
-__all__ = ["run_bench", "raw_handoffs_per_s", "lock_loop", "engine_points_per_s", "workload_rate", "bench_workload", "bench_soak"]
+__all__ = [
+    "run_bench",
+    "raw_handoffs_per_s",
+    "lock_loop",
+    "engine_points_per_s",
+    "workload_rate",
+    "driver_mix",
+    "empty_programs",
+    "bench_workload",
+    "bench_soak",
+]
 
 
 def raw_handoffs_per_s(n=100_000):
@@ -127,6 +137,17 @@ def workload_rate(cfg, n):
     return elapsed / n, result.points / n
 
 
+def driver_mix():
+    """The workload :func:`bench_workload` weighs the model by: 4 CPUs, 6
+    operations each, of map/unmap/attach/suspend/resume/DMA."""
+    return workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"])
+
+
+def empty_programs():
+    """The default machine with nothing to run: its boot (or copy) and teardown alone."""
+    return dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)])
+
+
 #: rounds of each side of :func:`bench_workload`'s ratios (one with ``--quick``)
 ROUNDS = 3
 
@@ -152,8 +173,7 @@ def bench_workload(quick):
     """
     rounds = 1 if quick else ROUNDS
     n = 30 if quick else 100
-    mix = workload_config(cpus=4, ops=6, kinds=["map", "unmap", "attach", "suspend", "resume", "dma"])
-    empty = dict(DEFAULT_WORKLOAD, programs=[[] for _ in range(4)])
+    mix, empty = driver_mix(), empty_programs()
     bare_scen = lock_loop(200 if quick else 2_000)
     per_round = []
     for _ in range(rounds):
