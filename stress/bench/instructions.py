@@ -4,8 +4,10 @@ Wall-clock figures on a shared machine drift by a third within a minute,
 and a ratio of two of them (the model's cost per point) swings with
 whichever side a neighbour slowed.  The number of instructions a run
 executes does not: counted under Valgrind (``cachegrind``, no cache
-simulation, ``PYTHONHASHSEED=0``) it repeats to within about 0.001% from
-run to run and machine to machine, as SQLite and CPython count theirs.
+simulation, ``PYTHONHASHSEED=0``) it repeats to within 0.05% from run to
+run, whatever else the machine is doing (SQLite weighs its changes so).
+Another machine counts a little differently (another Python build, or a C
+library that picks its ``memcpy`` by CPU): compare counts made on one.
 What it leaves out is what an instruction costs: a richer program takes
 more time per instruction than a tight loop (more code and data to keep in
 the CPU's caches and branch predictors), so the time ratio of
@@ -96,17 +98,13 @@ def instruction_figures(quick=False, note=None):
     tool = valgrind()
     if tool is None:
         raise FileNotFoundError("valgrind")
-    runs = []
-    for prog, (full, short) in PROGRAMS.items():
-        counts = short if quick else full
-        if counts is not None:
-            runs += [(prog, n) for n in counts]
+    pairs = {prog: counts[1] if quick else counts[0] for prog, counts in PROGRAMS.items()}
+    runs = [(prog, n) for prog, pair in pairs.items() if pair is not None for n in pair]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counted = dict(zip(runs, pool.map(lambda r: count(*r, tool=tool), runs)))
     per = {}  # program -> (instructions per schedule, points per schedule)
-    for prog, n in runs[::2]:
-        lo, hi = counted[prog, n], counted[runs[runs.index((prog, n)) + 1]]
-        instructions, points, schedules = (b - a for a, b in zip(lo, hi))
+    for prog, (short, long) in ((p, pair) for p, pair in pairs.items() if pair is not None):
+        instructions, points, schedules = (b - a for a, b in zip(counted[prog, short], counted[prog, long]))
         per[prog] = (instructions / schedules, points / schedules)
         if note is not None:
             note(f"bench: {_NAMES[prog]}: {instructions / schedules:,.0f} instructions per schedule")
@@ -129,8 +127,10 @@ _NAMES = {"bare": "bare_engine", "mix": "workload", "empty": "boot", "default": 
 
 
 def main(argv):
-    program, schedules = argv
-    points, n = _run(program, int(schedules))
+    if len(argv) != 2 or argv[0] not in PROGRAMS or not argv[1].isdigit():
+        print(f"usage: python -m stress.bench.instructions {{{','.join(PROGRAMS)}}} SCHEDULES", file=sys.stderr)
+        return 2
+    points, n = _run(argv[0], int(argv[1]))
     print(json.dumps({"points": points, "schedules": n}))
     return 0
 
