@@ -40,6 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 __all__ = ["PROGRAMS", "valgrind", "count", "instruction_figures"]
 
 #: program -> (schedules of the short run, of the long run), full and --quick
+#: (whose windows still hold the search's first schedules, run in full while
+#: lockdep learns: its figures run higher, a smoke test to compare with itself)
 PROGRAMS = {
     "bare": ((1, 3), (1, 2)),  # lock_loop(2000): 8,000 points a schedule
     "mix": ((20, 120), (5, 25)),
