@@ -81,7 +81,7 @@ def _sparse(words):
 class Page:
     """``struct page`` (order 0 only: the drivers modelled use 4 KiB tables)."""
 
-    __slots__ = ("pfn", "gfp", "words", "freed", "owner", "tag", "race", "dev", "written")
+    __slots__ = ("pfn", "gfp", "words", "freed", "owner", "tag", "dev", "written")
 
     def __init__(self, pfn, gfp, owner, tag):
         self.pfn = pfn
@@ -90,7 +90,6 @@ class Page:
         self.freed = False
         self.owner = owner  # CPU id that allocated it (or None)
         self.tag = tag  # what the allocation was for, for reports
-        self.race = None
         self.dev = None  # device view of non-coherent memory; None = in sync (model.kernel.dma)
         # Every word index a CPU ever stored to (model.kernel.dma.table_write):
         # either view holds a non-zero word only there, so a scan of a whole
@@ -100,10 +99,10 @@ class Page:
     # Pickled (a booted machine's image, stress.bootimage), a page keeps its
     # non-zero words only: a table page is 1024 mostly empty entries.
     def __getstate__(self):
-        return (self.pfn, self.gfp, _sparse(self.words), self.freed, self.owner, self.tag, self.race, self.dev, self.written)
+        return (self.pfn, self.gfp, _sparse(self.words), self.freed, self.owner, self.tag, self.dev, self.written)
 
     def __setstate__(self, state):
-        self.pfn, self.gfp, words, self.freed, self.owner, self.tag, self.race, self.dev, self.written = state
+        self.pfn, self.gfp, words, self.freed, self.owner, self.tag, self.dev, self.written = state
         self.words = _zeroed()
         for i, w in words:
             self.words[i] = w
