@@ -293,3 +293,8 @@ def test_attach_hooks_every_hook_an_observer_has_however_it_has_it():
     k2 = Kernel()
     k2.attach(OnClass())
     assert len(k2.hooks.access) == 1 and k2.hooks.mmio == []
+    # a hook given to the class after it was looked up counts from then on
+    OnClass.free = lambda self, *a: None
+    k3 = Kernel()
+    k3.attach(OnClass())
+    assert len(k3.hooks.free) == 1

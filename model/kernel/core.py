@@ -68,7 +68,7 @@ class _Hooks:
             setattr(self, name, [])
 
 
-_HOOKS_OF = {}  # class -> the names of HOOKS found on it (or HOOKS: it has __getattr__)
+_HOOKS_OF = {}  # class -> (its classes' attribute counts, the names of HOOKS found on it, or HOOKS: it has __getattr__)
 
 
 def _hook_names(observer):
@@ -76,12 +76,17 @@ def _hook_names(observer):
     order: those its class has, and those set on the instance.  A miss of
     ``getattr`` raises and catches an AttributeError inside, so an observer
     attached every schedule (a scenario without a boot image) is looked up
-    once per class, not once per hook."""
+    once per class, not once per hook: again only when an attribute was
+    added to (or deleted from) a class of its MRO since."""
     cls = type(observer)
-    names = _HOOKS_OF.get(cls)
-    if names is None:
+    shape = [len(c.__dict__) for c in cls.__mro__[:-1]]  # object's own never change
+    known = _HOOKS_OF.get(cls)
+    if known is not None and known[0] == shape:
+        names = known[1]
+    else:
         dynamic = any("__getattr__" in vars(c) for c in cls.__mro__[:-1])
-        names = _HOOKS_OF[cls] = HOOKS if dynamic else tuple(n for n in HOOKS if hasattr(cls, n))
+        names = HOOKS if dynamic else tuple(n for n in HOOKS if hasattr(cls, n))
+        _HOOKS_OF[cls] = (shape, names)
     own = getattr(observer, "__dict__", None)
     if own and names is not HOOKS and not _HOOK_SET.isdisjoint(own):
         names = tuple(n for n in HOOKS if n in names or n in own)

@@ -40,7 +40,8 @@ def add_parser(sub):
         "--instructions",
         action="store_true",
         help="count instructions under valgrind instead of timing: per point and per schedule of the bench's programs, "
-        "and the model's cost per point in instructions (the same on any machine, to 0.01%%; 1-2 minutes)",
+        "and the model's cost per point in instructions (the same from run to run, to 0.05%%: compare commits by it on one "
+        "machine; 1-2 minutes)",
     )
     b.add_argument("--seeds", type=_positive_int, default=None, help="--campaign: seeds 0..N-1 per bug and strategy (default 10)")
     b.add_argument(
