@@ -141,13 +141,10 @@ def cmd_bench(args):
 
 
 def _instructions(quick):
-    from .instructions import PROGRAMS, instruction_figures, valgrind
+    from .instructions import instruction_figures, valgrind
 
     if valgrind() is None:
         raise UsageError("--instructions needs valgrind, which is not on PATH (Debian, Ubuntu: apt install valgrind)")
-    runs = sum(2 for full, short in PROGRAMS.values() if (short if quick else full))
-    print(f"iommu-stress: bench: counting instructions under valgrind ({runs} runs, {'half a minute' if quick else 'a minute or two'}) ...",
-          file=sys.stderr, flush=True)
     return instruction_figures(quick, note=lambda line: print(f"iommu-stress: {line}", file=sys.stderr, flush=True))
 
 

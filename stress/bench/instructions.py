@@ -95,13 +95,15 @@ def instruction_figures(quick=False, note=None):
     ``boot`` the machine with empty programs), and the model's cost per
     point in instructions: the mix's per point over the bare engine's
     (``..._after_boot``: the mix's beyond the empty machine's, over its
-    points beyond the empty machine's).  ``note(line)`` hears of each
-    program as it is counted.  FileNotFoundError without ``valgrind``."""
+    points beyond the empty machine's).  ``note(line)`` hears what is about
+    to be counted, then of each program.  FileNotFoundError without ``valgrind``."""
     tool = valgrind()
     if tool is None:
         raise FileNotFoundError("valgrind")
     pairs = {prog: counts[1] if quick else counts[0] for prog, counts in PROGRAMS.items()}
     runs = [(prog, n) for prog, pair in pairs.items() if pair is not None for n in pair]
+    if note is not None:
+        note(f"bench: counting instructions under valgrind ({len(runs)} runs, {'half a minute' if quick else 'a minute or two'}) ...")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counted = dict(zip(runs, pool.map(lambda r: count(*r, tool=tool), runs)))
     per = {}  # program -> (instructions per schedule, points per schedule)
